@@ -1,0 +1,64 @@
+"""One configuration object for the model, built from the command line or by hand.
+
+``ModelConfig`` travels through the whole model (pose encoder, fusion, Uni_Sign), as in
+nanoGPT. ``DATASETS`` describes the dataset layouts and their languages.
+"""
+from dataclasses import dataclass, field, fields
+
+# Uni-Sign's datasets, plus the synthetic benchmark of ``signfuse make-synthetic``.
+DATASETS = ("CSL_News", "CSL_Daily", "WLASL", "How2Sign", "OpenASL", "Synthetic")
+TASKS = ("SLT", "ISLR", "CSLR")
+# How2Sign has no dev split: evaluation and model selection use test.
+SPLITS = {name: ("train", "dev", "test") for name in DATASETS}
+SPLITS["How2Sign"] = ("train", "test")
+FUSION_TYPES = ("gating", "cross_attn")
+ALIGNMENTS = ("interpolate", "nearest", "exact")
+
+UNISIGN_MT5_DIR = "./pretrained_weight/mt5-base"
+TINY_MT5 = "tiny"  # --mt5_model tiny: the tiny config and tokenizer shipped in signfuse/assets
+
+
+def prompt_for(dataset: str) -> str:
+    """The text prompt put before the pose tokens (Uni-Sign: Chinese for CSL datasets)."""
+    lang = "Chinese" if "CSL" in dataset else "English"
+    return f"Translate sign language video to {lang}: "
+
+
+@dataclass
+class ModelConfig:
+    # pose encoder (Uni-Sign defaults; tiny configurations scale the widths down)
+    gcn_channels: tuple = (64, 128, 256)  # proj_linear -> c0; spatial chain c0->c0->c1->c2
+    temporal_kernel: int = 5              # kernel of the temporal chain (padding kernel // 2)
+    num_temporal_blocks: int = 3
+    d_model: int = 768                    # set from the mT5 config when the model is built
+    # language model and loss
+    dataset: str = "CSL_Daily"
+    task: str = "SLT"
+    label_smoothing: float = 0.2
+    max_target_tokens: int = 50
+    max_new_tokens: int = 100
+    num_beams: int = 4
+    # descriptions (off: exactly Uni-Sign)
+    use_descriptions: bool = False
+    text_fusion_type: str = "gating"
+    fusion_hidden: int = 512
+    text_dim: int = 768                   # width of the description vectors (the text encoder's)
+    text_dropout_p: float = 0.1
+    text_dropout_sample_p: float = 0.0
+    desc_max_tokens: int = 64
+    cross_attn_heads: int = 8
+
+    @property
+    def prompt(self) -> str:
+        return prompt_for(self.dataset)
+
+    @classmethod
+    def from_args(cls, args, **overrides) -> "ModelConfig":
+        """Take every field that ``args`` (an argparse namespace) has; then ``overrides``."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+        values.update(overrides)
+        return cls(**values)
+
+
+TINY_POSE_CHANNELS = (16, 32, 64)  # the pose widths used with --mt5_model tiny
