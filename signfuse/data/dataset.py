@@ -1,0 +1,129 @@
+"""The dataset of one split and the function that batches its samples.
+
+``SignDataset[i]`` reads sample i's pose file, picks its frames, splits and normalises
+its parts (a dict, see docs/DESIGN.md "Sample and batch"). A sample whose pose file is
+unusable comes back as ``{"name", "error"}``: ``collate_fn`` leaves it out of the batch
+and lists it in ``skipped`` so that the engine counts and reports it; it is never
+replaced by another sample (Uni-Sign's CSL_News loader picks a random one instead).
+"""
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from signfuse.config import TASKS
+from signfuse.data.labels import gloss_text, load_labels
+from signfuse.data.pose import load_pose, pose_path
+from signfuse.data.sampler import sample_frames
+from signfuse.data.transforms import PART_NAMES, PART_POINTS, normalize_parts, split_parts
+from signfuse.errors import InputError, SampleError
+
+
+class SignDataset(torch.utils.data.Dataset):
+    """The samples of one split: ``label_path``'s entries, their poses under ``pose_dir``.
+
+    pose_dir is the folder that holds the pose files themselves (``paths.pose_dir`` finds
+    it, split sub-folder included). train: random frame sampling from
+    ``np.random.default_rng((seed, epoch, index))`` (see ``set_epoch``); else evenly spaced.
+    describer: a ``signfuse.data.descriptions.Describer``, or None for no descriptions.
+    """
+
+    def __init__(self, label_path, pose_dir, dataset, split, task="SLT", max_length=256,
+                 train=False, seed=42, trust_pickles=False, describer=None):
+        if task not in TASKS:
+            raise InputError(f"--task {task}: unknown task, expected one of {', '.join(TASKS)}")
+        if max_length < 1:
+            raise InputError(f"--max_length {max_length}: must be at least 1")
+        self.label_path, self.pose_dir = Path(label_path), Path(pose_dir)
+        self.dataset, self.split, self.task = dataset, split, task
+        self.max_length, self.train, self.seed = max_length, train, seed
+        self.trust_pickles, self.describer = trust_pickles, describer
+        self.labels = load_labels(self.label_path, trust_pickles)
+        self.keys = list(self.labels)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training samples of epoch ``epoch`` draw their frames from (seed, epoch, index)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.labels[self.keys[index]]
+        try:
+            return self.load(index, sample)
+        except SampleError as e:
+            return {"name": sample["name"], "error": str(e)}
+
+    def load(self, index: int, sample: dict) -> dict:
+        pose = load_pose(pose_path(self.pose_dir, sample["video_path"]), self.trust_pickles)
+        rng = np.random.default_rng((self.seed, self.epoch, index)) if self.train else None
+        frames = sample_frames(pose.num_frames, self.max_length, self.train, rng, pose.start)  # (T,)
+        parts = normalize_parts(split_parts(pose.keypoints[frames], pose.scores[frames]))
+        gloss = gloss_text(sample["gloss"])
+        item = {
+            "name": sample["name"],
+            "text": sample["text"],
+            "gloss": gloss,
+            "target": gloss if self.task == "CSLR" else sample["text"],
+            **parts,
+            "frame_indices": frames,
+        }
+        if self.describer is not None:
+            sample_id = Path(sample["video_path"]).stem
+            aligned, has_description = self.describer.describe(sample_id, frames)
+            item["desc_aligned"] = aligned
+            item["has_description"] = np.asarray(has_description, dtype=np.float32)  # (T,)
+        return item
+
+
+def pad_last(array: np.ndarray, length: int) -> np.ndarray:
+    """``array`` (T, ...) padded to ``length`` frames by repeating its last frame."""
+    pad = np.repeat(array[-1:], length - len(array), axis=0)  # (length - T, ...)
+    return np.concatenate([array, pad], axis=0)  # (length, ...)
+
+
+def collate_descriptions_into(batch: dict, samples: list, lengths: list, T: int) -> None:
+    """Add desc_texts, desc_index, desc_weight, has_description to ``batch``."""
+    from signfuse.data.descriptions import collate_descriptions  # only runs with descriptions
+
+    aligned = [s.get("desc_aligned", [[] for _ in range(n)]) for s, n in zip(samples, lengths)]
+    texts, index, weight = collate_descriptions(aligned, T)
+    has_description = np.zeros((len(samples), T, 1), np.float32)  # (B, T, 1), 0 on padding
+    for i, (s, n) in enumerate(zip(samples, lengths)):
+        if "has_description" in s:
+            has_description[i, :n, 0] = s["has_description"]
+    batch["desc_texts"] = list(texts)
+    batch["desc_index"] = torch.as_tensor(index, dtype=torch.int64)  # (B, T, 2)
+    batch["desc_weight"] = torch.as_tensor(weight, dtype=torch.float32)  # (B, T, 2)
+    batch["has_description"] = torch.from_numpy(has_description)
+
+
+def collate_fn(samples: list) -> dict:
+    """Batch the samples of ``SignDataset`` (see docs/DESIGN.md); failed ones go to ``skipped``."""
+    ok = [s for s in samples if "error" not in s]
+    skipped = [(s["name"], s["error"]) for s in samples if "error" in s]
+    lengths = [len(s["frame_indices"]) for s in ok]
+    B, T = len(ok), max(lengths, default=0)
+    batch = {}
+    for name in PART_NAMES:
+        V = len(PART_POINTS[name])
+        parts = [pad_last(s[name], T) for s in ok]
+        batch[name] = torch.from_numpy(np.stack(parts).astype(np.float32, copy=False)) if ok \
+            else torch.zeros((0, 0, V, 3), dtype=torch.float32)  # (B, T, V, 3)
+    positions = np.arange(T)[None, :]  # (1, T)
+    real = positions < np.asarray(lengths, dtype=np.int64).reshape(B, 1)  # (B, T)
+    frame_indices = np.full((B, T), -1, dtype=np.int64)
+    for i, s in enumerate(ok):
+        frame_indices[i, :lengths[i]] = s["frame_indices"]
+    batch["attention_mask"] = torch.from_numpy(real.astype(np.int64))  # (B, T)
+    batch["frame_indices"] = torch.from_numpy(frame_indices)  # (B, T)
+    batch["names"] = [s["name"] for s in ok]
+    batch["sentences"] = [s["text"] for s in ok]
+    batch["glosses"] = [s["gloss"] for s in ok]
+    batch["targets"] = [s["target"] for s in ok]
+    batch["skipped"] = skipped
+    if any("desc_aligned" in s for s in ok):
+        collate_descriptions_into(batch, ok, lengths, T)
+    return batch

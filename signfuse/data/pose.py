@@ -1,0 +1,125 @@
+"""Pose files: the keypoints of person 0 over the frames of one sample.
+
+A pose file (``<pose_dir>/<video stem>.pkl``) is a pickle of a dict with
+- ``keypoints``: per frame an array (P, 133, 2) of COCO-WholeBody points (x, y divided by
+  the frame's width and height), P persons; a list of such arrays or one stacked array.
+- ``scores``: per frame an array (P, 133) of confidences.
+- optional ``start``, ``end``: only frames [start, end) belong to the sample.
+Only person 0 is used; a frame with no person counts as all points at 0 with score 0.
+A pose file is one sample's input: any problem is a SampleError (the sample is skipped).
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from signfuse.errors import SampleError
+from signfuse.safe_pickle import load_pickle
+
+NUM_POINTS = 133
+
+
+@dataclass
+class PoseRecord:
+    keypoints: np.ndarray  # (N, 133, 2) float32, person 0
+    scores: np.ndarray     # (N, 133) float32, person 0
+    start: int             # first frame of the sample
+    end: int               # one past its last frame
+
+    @property
+    def num_frames(self) -> int:
+        return self.end - self.start
+
+
+def pose_path(pose_dir, video_path: str) -> Path:
+    """The pose file of a sample: ``<pose_dir>/<video_path with .mp4 replaced by .pkl>``."""
+    if video_path.endswith(".mp4"):
+        video_path = video_path[:-len(".mp4")] + ".pkl"
+    elif not video_path.endswith(".pkl"):
+        video_path = video_path + ".pkl"
+    return Path(pose_dir) / video_path
+
+
+def person0(frames, point_shape: tuple, key: str, path) -> np.ndarray:
+    """Person 0 of every frame of ``frames`` as one float32 array (N, *point_shape).
+
+    ``frames`` is a stacked array (N, P, *point_shape) or a sequence of per-frame arrays
+    (P, *point_shape); a frame with no person (P = 0) gives zeros. A single person per
+    frame may also come without its person axis.
+    """
+    if isinstance(frames, (dict, str, bytes)) or not hasattr(frames, "__len__") \
+            or (isinstance(frames, np.ndarray) and frames.ndim == 0):
+        raise SampleError(f"{path}: '{key}' is {type(frames).__name__}, expected a sequence over frames")
+    want = f"(persons, {', '.join(map(str, point_shape))})"
+    try:  # fast path: every frame has the same number of persons
+        stacked = np.asarray(frames, dtype=np.float32)
+    except (ValueError, TypeError):
+        stacked = None
+    if stacked is not None and stacked.ndim >= 1 and len(stacked) > 0:
+        if stacked.shape[1:] == point_shape:  # (N, *point_shape): one person, no person axis
+            return np.ascontiguousarray(stacked)
+        if stacked.ndim == len(point_shape) + 2 and stacked.shape[2:] == point_shape:
+            if stacked.shape[1] == 0:  # no person in any frame
+                return np.zeros((len(stacked),) + point_shape, np.float32)
+            return np.ascontiguousarray(stacked[:, 0])
+    if stacked is not None and stacked.size == 0 and stacked.ndim <= 1:
+        return np.zeros((0,) + point_shape, np.float32)
+    out = np.zeros((len(frames),) + point_shape, np.float32)
+    for i, frame in enumerate(frames):  # ragged: persons differ between frames
+        try:
+            frame = np.asarray(frame, dtype=np.float32)
+        except (ValueError, TypeError):
+            raise SampleError(f"{path}: '{key}' of frame {i} is not an array of numbers") from None
+        if frame.size == 0:
+            continue  # nobody detected: zeros, score 0
+        if frame.shape == point_shape:
+            out[i] = frame
+        elif frame.shape[1:] == point_shape:
+            out[i] = frame[0]
+        else:
+            raise SampleError(f"{path}: '{key}' of frame {i} has shape {frame.shape}, expected {want}")
+    return out
+
+
+def check_frame_range(pose: dict, num_frames: int, path) -> tuple:
+    """(start, end) of the sample, 0 and N when absent; 0 <= start < end <= N."""
+    start, end = pose.get("start", 0), pose.get("end", num_frames)
+    for key, value in (("start", start), ("end", end)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise SampleError(f"{path}: '{key}' is {type(value).__name__}, expected an int")
+    start, end = int(start), int(end)
+    if not 0 <= start < end <= num_frames:
+        raise SampleError(f"{path}: bad start/end ({start}, {end}): need 0 <= start < end <= "
+                          f"{num_frames} (the number of frames)")
+    return start, end
+
+
+def check_finite(values: np.ndarray, key: str, path, first_frame: int = 0) -> None:
+    """SampleError when ``values`` (frames first_frame, first_frame + 1, ...) hold NaN or inf."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        frames = np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))
+        raise SampleError(f"{path}: {key} hold {int(bad.sum())} NaN or infinite values in "
+                          f"{len(frames)} frames (first: frame {first_frame + int(frames[0])})")
+
+
+def load_pose(path, trust_pickles: bool = False) -> PoseRecord:
+    """Read and check the pose file at ``path``; person 0 of every frame."""
+    pose = load_pickle(path, trust=trust_pickles, error=SampleError)
+    if not isinstance(pose, dict):
+        raise SampleError(f"{path}: pose file of the wrong type: {type(pose).__name__}, "
+                          f"expected a dict with 'keypoints' and 'scores'")
+    for key in ("keypoints", "scores"):
+        if key not in pose:
+            have = ", ".join(repr(k) for k in pose) or "nothing"
+            raise SampleError(f"{path}: no '{key}' in the pose file (it has {have})")
+    keypoints = person0(pose["keypoints"], (NUM_POINTS, 2), "keypoints", path)  # (N, 133, 2)
+    scores = person0(pose["scores"], (NUM_POINTS,), "scores", path)  # (N, 133)
+    if len(keypoints) == 0:
+        raise SampleError(f"{path}: the pose file has zero frames")
+    if len(keypoints) != len(scores):
+        raise SampleError(f"{path}: {len(keypoints)} frames of keypoints but {len(scores)} frames of scores")
+    start, end = check_frame_range(pose, len(keypoints), path)
+    check_finite(keypoints[start:end], "keypoints", path, start)
+    check_finite(scores[start:end], "scores", path, start)
+    return PoseRecord(keypoints, scores, start, end)

@@ -1,0 +1,65 @@
+"""The language model: the stock Hugging Face ``MT5ForConditionalGeneration`` and its tokenizer.
+
+``load_mt5("tiny")`` builds the tiny configuration shipped in ``signfuse/assets/tiny_mt5``
+with seeded random weights (tests, the CPU demo); any other value must be a local Hugging
+Face directory (``config.json``, weights, tokenizer), e.g. Uni-Sign's
+``./pretrained_weight/mt5-base``. Nothing is ever downloaded.
+"""
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, MT5Config, MT5ForConditionalGeneration
+
+from signfuse.config import TINY_MT5, UNISIGN_MT5_DIR
+from signfuse.errors import InputError
+
+
+def tiny_mt5_dir() -> Path:
+    """The folder of the tiny config and tokenizer shipped with the package."""
+    return Path(__file__).resolve().parents[1] / "assets" / "tiny_mt5"
+
+
+def load_mt5(path: str, seed: int = 0) -> tuple:
+    """-> (MT5ForConditionalGeneration, tokenizer), from "tiny" or a local directory."""
+    if path == TINY_MT5:
+        config = MT5Config.from_pretrained(tiny_mt5_dir(), local_files_only=True)
+        with torch.random.fork_rng(devices=[]):  # seeded weights, the caller's RNG untouched
+            torch.manual_seed(seed)
+            model = MT5ForConditionalGeneration(config)
+        tokenizer = AutoTokenizer.from_pretrained(tiny_mt5_dir(), local_files_only=True)
+        return model, tokenizer
+
+    directory = Path(path)
+    if not (directory / "config.json").is_file():
+        raise InputError(
+            f"{path}: not a local Hugging Face mT5 directory; --mt5_model needs a folder with "
+            f"config.json, the weights and the tokenizer files (e.g. {UNISIGN_MT5_DIR}), or '{TINY_MT5}'"
+        )
+    try:
+        # float32 as Uni-Sign loads it (transformers 5 would otherwise keep the file's dtype)
+        model = MT5ForConditionalGeneration.from_pretrained(directory, local_files_only=True, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot load the mT5 model or its tokenizer: {err}") from err
+    return model, tokenizer
+
+
+def mt5_from_config_dict(config: dict, seed: int = 0) -> MT5ForConditionalGeneration:
+    """Random weights of any mT5 shape (benchmarks), e.g. the mt5-base-config.json of the spec.
+
+    Keys starting with '_' (comments) are dropped. MT5Config always ties the output layer to
+    the embedding; when the dict says ``tie_word_embeddings: false`` (mt5-base), the
+    ``lm_head`` gets its own weight as in the real model, the encoder and decoder still sharing
+    the ``shared`` embedding.
+    """
+    values = {k: v for k, v in config.items() if not k.startswith("_")}
+    tie = values.pop("tie_word_embeddings", True)
+    mt5_config = MT5Config(**values)
+    mt5_config.tie_word_embeddings = tie
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MT5ForConditionalGeneration(mt5_config)
+    if not tie:
+        model.encoder.set_input_embeddings(model.shared)
+        model.decoder.set_input_embeddings(model.shared)
+    return model

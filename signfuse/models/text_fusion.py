@@ -1,0 +1,390 @@
+"""Action descriptions fused into the pose features (descriptions.md sections 4-6).
+
+Pieces, from text to fused features:
+- ``TextEncoder``: a frozen mT5 encoder; one vector per distinct text (masked mean over tokens),
+  cached by text. It holds the encoder outside the module tree, so a model that owns a
+  TextEncoder has no encoder keys in its state dict and no encoder parameters to optimise.
+- ``LearnableMaskEmbedding``: the (1, D) vector of frames that have no text.
+- ``frame_text_features``: per-frame weighted sums of the batch's text vectors (interpolation).
+- ``GatingFusion`` (phase 1): fused = pose + sigmoid(MLP([pose, text, has_desc])) * proj(text).
+- ``CrossAttentionFusion`` (phase 2): each frame attends over its sample's description vectors
+  (relative frame positions as a learned per-head bias), added through tanh(alpha), alpha = 0.
+- ``DescriptionFusion``: what Uni_Sign owns as ``text_fusion``: mask embedding, text dropout,
+  one of the two fusions. Both fusions start as the identity: fused == pose exactly.
+
+Batch keys used (docs/DESIGN.md): ``desc_index`` (B, T, 2) int64 (-1 = none), ``desc_weight``
+(B, T, 2), ``has_description`` (B, T, 1), ``frame_indices`` (B, T) (-1 on padding).
+"""
+import math
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from signfuse.config import TINY_MT5, ModelConfig
+from signfuse.errors import InputError
+
+TINY_MT5_DIR = Path(__file__).resolve().parents[1] / "assets" / "tiny_mt5"
+
+
+# -----------------------------------------------------------------------------
+# text encoder
+
+def load_text_encoder(model_name, seed=0):
+    """(MT5EncoderModel, tokenizer) from a local directory, or "tiny": the packaged tiny
+    config with random weights drawn from ``seed`` (the global RNG is left untouched)."""
+    from transformers import AutoTokenizer, MT5Config, MT5EncoderModel
+
+    if str(model_name) == TINY_MT5:
+        config = MT5Config.from_pretrained(TINY_MT5_DIR, local_files_only=True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder = MT5EncoderModel(config)
+        tokenizer = AutoTokenizer.from_pretrained(TINY_MT5_DIR, local_files_only=True)
+        return encoder, tokenizer
+    path = Path(model_name)
+    if not (path / "config.json").is_file():
+        raise InputError(f"{path}: not a local mT5 directory (no config.json); "
+                         "point --desc_encoder / --mt5_model at a downloaded mT5 folder")
+    try:
+        encoder = MT5EncoderModel.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot load the mT5 text encoder: {err}") from None
+    return encoder, tokenizer
+
+
+def masked_mean(states, mask):
+    """Mean of ``states`` (N, L, C) over the positions where ``mask`` (N, L) is 1 -> (N, C)."""
+    mask = mask.to(states.dtype).unsqueeze(-1)  # (N, L, 1)
+    return (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # (N, C)
+
+
+class TextEncoder(nn.Module):
+    """Frozen mT5 encoder: texts -> one vector each (mean of token states over non-pad tokens).
+
+    ``encode(texts)`` -> (N, text_dim) float32: each distinct text missing from the cache is
+    encoded once, all of them in one batched call without gradients; results are cached by text.
+    ``self(texts)`` (the plan's interface; None allowed) -> (N, hidden_dim): zero rows for None,
+    other rows ``proj(encode(...))``, with ``proj`` a learned Linear(text_dim, hidden_dim) when the
+    widths differ (``hidden_dim=None``: text_dim, no projection, no parameters at all).
+
+    The mT5 encoder is not a registered submodule: it never appears in ``state_dict()`` or
+    ``parameters()`` (of this module or of a model that owns it), and ``train()`` leaves it in
+    eval mode. ``.to(...)`` / ``.cuda()`` / ``.half()`` still apply to it (``_apply`` override).
+    Pass ``encoder``+``tokenizer`` to use objects you already have (``encoder`` is frozen in
+    place: give a dedicated copy, never the translation model's own encoder).
+    """
+
+    def __init__(self, model_name=None, hidden_dim=768, device=None, max_tokens=64,
+                 encoder=None, tokenizer=None, seed=0):
+        super().__init__()
+        if encoder is None or tokenizer is None:
+            if model_name is None:
+                raise ValueError("TextEncoder needs model_name or both encoder and tokenizer")
+            encoder, tokenizer = load_text_encoder(model_name, seed)
+        encoder.eval()
+        encoder.requires_grad_(False)
+        self._frozen = [encoder]  # a list: hidden from the module tree (no keys, no parameters)
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.text_dim = encoder.config.d_model
+        self.hidden_dim = self.text_dim if hidden_dim is None else hidden_dim
+        self.proj = (nn.Identity() if self.hidden_dim == self.text_dim
+                     else nn.Linear(self.text_dim, self.hidden_dim))
+        self._cache = {}  # text -> (text_dim,) float32 on the encoder's device
+        if device is not None:
+            self.to(device)
+
+    @property
+    def encoder(self):
+        return self._frozen[0]
+
+    @property
+    def device(self):
+        return next(self.encoder.parameters()).device
+
+    def _apply(self, fn, recurse=True):
+        # .to / .cuda / .half reach the hidden encoder and the cache too
+        self.encoder._apply(fn)
+        self._cache = {text: vec.to(self.device) for text, vec in self._cache.items()}
+        return super()._apply(fn, recurse)
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.encoder.eval()  # frozen: dropout stays off
+        return self
+
+    def clear_cache(self):
+        self._cache.clear()
+
+    def encode(self, texts):
+        """(N, text_dim) float32 vectors of ``texts`` (a list of str), cached by text."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._cache]  # distinct, in order
+        if new:
+            tokens = self.tokenizer(new, padding=True, truncation=True, max_length=self.max_tokens,
+                                    return_tensors="pt").to(self.device)
+            with torch.no_grad():
+                states = self.encoder(input_ids=tokens["input_ids"],
+                                      attention_mask=tokens["attention_mask"]).last_hidden_state
+                # states: (n, L, text_dim)
+                pooled = masked_mean(states.float(), tokens["attention_mask"])  # (n, text_dim)
+            self._cache.update(zip(new, pooled))
+        if not texts:
+            return torch.zeros(0, self.text_dim, device=self.device)
+        return torch.stack([self._cache[t] for t in texts])  # (N, text_dim)
+
+    def forward(self, texts):
+        """The plan's interface: list of str or None -> (N, hidden_dim), zero rows for None."""
+        rows = [i for i, t in enumerate(texts) if t is not None]
+        out = torch.zeros(len(texts), self.hidden_dim, device=self.device)  # (N, hidden_dim)
+        if not rows:
+            return out
+        vecs = self.proj(self.encode([texts[i] for i in rows]))  # (n, hidden_dim)
+        return out.index_copy(0, torch.tensor(rows, device=out.device), vecs.to(out.dtype))
+
+
+# -----------------------------------------------------------------------------
+# frame text features
+
+class LearnableMaskEmbedding(nn.Module):
+    """The text feature of a frame with no description: a Parameter (1, D), init N(0, 0.01^2)."""
+
+    def __init__(self, hidden_dim):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(1, hidden_dim) * 0.01)  # (1, D)
+
+    def forward(self):
+        return self.weight
+
+
+def frame_text_features(vectors, desc_index, desc_weight, has_text=None, mask_embedding=None):
+    """Per-frame text features (B, T, D) from the batch's distinct text vectors (N, D).
+
+    Frame (b, t) gets sum_k desc_weight[b, t, k] * vectors[desc_index[b, t, k]] (index -1: no
+    text, contributes nothing). Frames without any text (``has_text`` False; by default: no
+    slot with index >= 0 and weight > 0) get ``mask_embedding`` (1, D) (zeros when None).
+    Frames with interpolated or nearest texts have has_description 0 but do have text.
+    """
+    B, T, K = desc_index.shape
+    D = vectors.shape[-1]
+    dtype = mask_embedding.dtype if mask_embedding is not None else vectors.dtype
+    table = torch.cat([vectors.new_zeros(1, D), vectors]).to(dtype)  # (N + 1, D), row 0: none
+    picked = table[desc_index.clamp_min(-1) + 1]  # (B, T, K, D)
+    weight = desc_weight.to(dtype) * (desc_index >= 0)  # (B, T, K)
+    feats = (picked * weight.unsqueeze(-1)).sum(2)  # (B, T, D)
+    if has_text is None:
+        has_text = (weight > 0).any(-1)  # (B, T)
+    if mask_embedding is None:
+        mask_embedding = feats.new_zeros(1, D)
+    return torch.where(has_text.unsqueeze(-1), feats, mask_embedding.to(dtype))  # (B, T, D)
+
+
+# -----------------------------------------------------------------------------
+# fusion modules
+
+class GatingFusion(nn.Module):
+    """Phase 1: gate = sigmoid(MLP([pose, text, has_description])) (B, T, 1);
+    fused = pose + gate * proj(text), proj: Linear(text_dim, feature_dim).
+
+    ``proj`` starts at zero (weight and bias), so fused == pose exactly at initialisation.
+    Consequence for training: at the very first step only ``proj`` gets a gradient (the gate's
+    is gate' * proj(text) = 0, and so is the mask embedding's); from the second step on, proj is
+    nonzero and the gate MLP and the mask embedding learn too.
+    """
+
+    def __init__(self, feature_dim=768, text_dim=None, hidden=512):
+        super().__init__()
+        text_dim = feature_dim if text_dim is None else text_dim
+        self.gate_mlp = nn.Sequential(
+            nn.Linear(feature_dim + text_dim + 1, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, 1),
+        )
+        self.proj = nn.Linear(text_dim, feature_dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, pose_feat, text_feat, has_description):
+        """(B, T, C), (B, T, text_dim), (B, T, 1) or (B, T) -> (fused (B, T, C), gate (B, T, 1))."""
+        if has_description.dim() == pose_feat.dim() - 1:
+            has_description = has_description.unsqueeze(-1)  # (B, T, 1)
+        text_feat = text_feat.to(pose_feat.dtype)
+        x = torch.cat([pose_feat, text_feat, has_description.to(pose_feat.dtype)], -1)
+        # x: (B, T, C + text_dim + 1)
+        gate = torch.sigmoid(self.gate_mlp(x))  # (B, T, 1)
+        fused = pose_feat + gate * self.proj(text_feat)  # (B, T, C)
+        return fused, gate
+
+
+def relative_position_bucket(offset, num_buckets=32, max_distance=256):
+    """T5-style buckets of a frame offset (query - key; float allowed): half of the buckets per
+    sign, exact up to num_buckets // 4 frames, then log-spaced up to ``max_distance``."""
+    half = num_buckets // 2
+    exact = half // 2
+    dist = offset.abs().round()
+    far = exact + (torch.log(dist.clamp_min(exact) / exact) / math.log(max_distance / exact)
+                   * (half - exact)).long()
+    bucket = torch.where(dist < exact, dist.long(), far.clamp_max(half - 1))
+    return bucket + (offset > 0).long() * half
+
+
+class CrossAttentionFusion(nn.Module):
+    """Phase 2: each pose frame attends over its sample's description vectors.
+
+    Keys/values: the batch's N distinct text vectors, each valid for the samples whose frames
+    carry it (desc_weight > 0), at the position of the weighted mean of those frames' original
+    frame numbers (the described frame when it was sampled; between its neighbours otherwise).
+    The query-key frame offset selects a learned per-head bias (T5-style buckets). One extra
+    "null" key, made from the mask embedding with a zero value, is always valid: a frame can
+    attend to nothing, a sample without texts gets a zero update, no softmax over an empty set.
+    Frames in ``drop`` (text dropout, descriptions off) attend only to the null key.
+    has_description is not an input here: the key positions say where the texts were described.
+
+    fused = pose + tanh(alpha) * out_proj(attention), alpha a scalar starting at 0, so
+    fused == pose exactly at initialisation. At step one only alpha gets a gradient; the
+    attention layers and the mask embedding learn from the second step on.
+    Returned gate (B, T, 1): tanh(alpha) * (1 - head-mean attention on the null key), the
+    weight the frame's update gives to the descriptions (0 for frames without any).
+    """
+
+    def __init__(self, feature_dim=768, text_dim=None, heads=8, num_buckets=32, max_distance=256):
+        super().__init__()
+        text_dim = feature_dim if text_dim is None else text_dim
+        assert feature_dim % heads == 0, "feature_dim must be a multiple of heads"
+        self.heads = heads
+        self.num_buckets = num_buckets
+        self.max_distance = max_distance
+        self.ln_q = nn.LayerNorm(feature_dim)
+        self.ln_kv = nn.LayerNorm(text_dim)
+        self.q_proj = nn.Linear(feature_dim, feature_dim)
+        self.k_proj = nn.Linear(text_dim, feature_dim)
+        self.v_proj = nn.Linear(text_dim, feature_dim)
+        self.out_proj = nn.Linear(feature_dim, feature_dim, bias=False)  # no bias: no text, no update
+        self.rel_bias = nn.Embedding(num_buckets, heads)
+        nn.init.zeros_(self.rel_bias.weight)
+        self.alpha = nn.Parameter(torch.zeros(1))
+
+    def forward(self, pose_feat, text_vectors, desc_index, desc_weight, frame_indices,
+                mask_embedding, drop=None):
+        """pose_feat (B, T, C), text_vectors (N, text_dim), desc_index/desc_weight (B, T, 2),
+        frame_indices (B, T), mask_embedding (1, text_dim), drop (B, T) bool or None
+        -> (fused (B, T, C), gate (B, T, 1))."""
+        B, T, C = pose_feat.shape
+        N, H = text_vectors.shape[0], self.heads
+        hd = C // H
+        dtype = pose_feat.dtype
+        weight = desc_weight.float() * (desc_index >= 0)  # (B, T, 2); positions in float32
+        if drop is not None:
+            weight = weight.masked_fill(drop.unsqueeze(-1), 0)
+
+        # which texts each sample has, and where: scatter the frames' weights onto the N texts
+        slot = (desc_index.clamp_min(-1) + 1).flatten(1)  # (B, 2T), 0 = no text
+        frame_pos = frame_indices.float()  # (B, T)
+        pos = frame_pos.unsqueeze(-1).expand_as(weight)  # (B, T, 2)
+        mass = weight.new_zeros(B, N + 1).scatter_add_(1, slot, weight.flatten(1))[:, 1:]  # (B, N)
+        pos_sum = weight.new_zeros(B, N + 1).scatter_add_(1, slot, (weight * pos).flatten(1))[:, 1:]
+        key_pos = pos_sum / mass.clamp_min(1e-6)  # (B, N)
+        valid = mass > 0  # (B, N)
+
+        q = self.q_proj(self.ln_q(pose_feat)).view(B, T, H, hd).transpose(1, 2)  # (B, H, T, hd)
+        kv_in = self.ln_kv(torch.cat([mask_embedding, text_vectors]).to(dtype))  # (1 + N, text_dim)
+        k = self.k_proj(kv_in).view(N + 1, H, hd).transpose(0, 1)  # (H, 1 + N, hd)
+        v = self.v_proj(kv_in[1:]).view(N, H, hd).transpose(0, 1)  # (H, N, hd)
+
+        att = torch.einsum("bhtd,hnd->bhtn", q, k) / math.sqrt(hd)  # (B, H, T, 1 + N)
+        offset = frame_pos.unsqueeze(-1) - key_pos.unsqueeze(1)  # (B, T, N)
+        bucket = relative_position_bucket(offset, self.num_buckets, self.max_distance)
+        bias = self.rel_bias(bucket).permute(0, 3, 1, 2).to(dtype)  # (B, H, T, N)
+        allowed = valid.unsqueeze(1).expand(B, T, N)  # (B, T, N)
+        if drop is not None:
+            allowed = allowed & ~drop.unsqueeze(-1)
+        text_att = (att[..., 1:] + bias).masked_fill(~allowed.unsqueeze(1), float("-inf"))
+        att = torch.cat([att[..., :1], text_att], -1).softmax(-1)  # (B, H, T, 1 + N)
+
+        y = torch.einsum("bhtn,hnd->bhtd", att[..., 1:], v)  # (B, H, T, hd); null value is 0
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        scale = torch.tanh(self.alpha).to(dtype)
+        fused = pose_feat + scale * self.out_proj(y)  # (B, T, C)
+        gate = scale * (1 - att[..., 0].mean(1)).unsqueeze(-1)  # (B, T, 1)
+        return fused, gate
+
+
+# -----------------------------------------------------------------------------
+# the module Uni_Sign owns (as `text_fusion`)
+
+class DescriptionFusion(nn.Module):
+    """Mask embedding + text dropout + the fusion chosen by ``cfg.text_fusion_type``.
+
+    Keys (under Uni_Sign's ``text_fusion.``): ``mask_embedding.weight`` and ``fusion.*``.
+    ``forward(pose_feats, batch, text_vectors, descriptions_off=False) -> (fused, gate)``.
+    Text dropout (training only): a frame is dropped with cfg.text_dropout_p, every frame of a
+    sample with cfg.text_dropout_sample_p; a dropped frame loses its texts (weights 0), so its
+    text feature is the mask embedding, and its has_description becomes 0 (cross-attention: it
+    attends to no text). ``descriptions_off`` (or ``batch["descriptions_off"]``) drops every
+    frame, in any mode: the ``--eval_descriptions off`` evaluation.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.text_fusion_type not in ("gating", "cross_attn"):
+            raise ValueError(f"unknown text_fusion_type {cfg.text_fusion_type!r}")
+        self.fusion_type = cfg.text_fusion_type
+        self.text_dim = cfg.text_dim
+        self.p = cfg.text_dropout_p
+        self.sample_p = cfg.text_dropout_sample_p
+        self.mask_embedding = LearnableMaskEmbedding(cfg.text_dim)
+        if cfg.text_fusion_type == "gating":
+            self.fusion = GatingFusion(cfg.d_model, cfg.text_dim, cfg.fusion_hidden)
+        else:
+            self.fusion = CrossAttentionFusion(cfg.d_model, cfg.text_dim, cfg.cross_attn_heads)
+
+    def dropout_mask(self, B, T, device):
+        """(B, T) bool, True = frame's descriptions dropped (always all False in eval mode)."""
+        drop = torch.zeros(B, T, dtype=torch.bool, device=device)
+        if self.training and self.p > 0:
+            drop |= torch.rand(B, T, device=device) < self.p
+        if self.training and self.sample_p > 0:
+            drop |= torch.rand(B, 1, device=device) < self.sample_p
+        return drop
+
+    def forward(self, pose_feats, batch, text_vectors=None, descriptions_off=False):
+        B, T, _ = pose_feats.shape
+        device = pose_feats.device
+        if "desc_index" in batch:
+            index = batch["desc_index"].to(device)  # (B, T, 2)
+            weight = batch["desc_weight"].to(device)  # (B, T, 2)
+            has = batch["has_description"].to(device).view(B, T, 1)  # (B, T, 1)
+        else:  # a batch without description keys: nothing described
+            index = torch.full((B, T, 2), -1, dtype=torch.long, device=device)
+            weight = torch.zeros(B, T, 2, device=device)
+            has = torch.zeros(B, T, 1, device=device)
+        if text_vectors is None:
+            text_vectors = torch.zeros(0, self.text_dim, device=device)
+        if text_vectors.shape[-1] != self.text_dim:
+            raise ValueError(f"description vectors are {text_vectors.shape[-1]} wide, "
+                             f"the fusion expects text_dim={self.text_dim}")
+        text_vectors = text_vectors.to(device=device, dtype=pose_feats.dtype)
+        frame_indices = batch.get("frame_indices")
+        if frame_indices is None:
+            frame_indices = torch.arange(T, device=device).expand(B, T)
+        frame_indices = frame_indices.to(device)  # (B, T)
+
+        drop = self.dropout_mask(B, T, device)  # (B, T)
+        if descriptions_off or batch.get("descriptions_off", False):
+            drop = torch.ones_like(drop)
+        weight = weight.masked_fill(drop.unsqueeze(-1), 0)  # (B, T, 2)
+        has = has.masked_fill(drop.unsqueeze(-1), 0)  # (B, T, 1)
+        mask = self.mask_embedding()  # (1, text_dim)
+
+        if self.fusion_type == "gating":
+            text = frame_text_features(text_vectors, index, weight, mask_embedding=mask)
+            return self.fusion(pose_feats, text, has)  # text: (B, T, text_dim)
+        return self.fusion(pose_feats, text_vectors, index, weight, frame_indices, mask, drop)
+
+
+def count_parameters(cfg: ModelConfig) -> int:
+    """Parameters that ``cfg``'s description fusion adds to Uni_Sign (the frozen text encoder
+    adds none)."""
+    return sum(p.numel() for p in DescriptionFusion(cfg).parameters())

@@ -1,0 +1,124 @@
+"""Checkpoints: safe loading, Uni-Sign-strict weight loading, atomic resumable saves.
+
+Every checkpoint is read with ``torch.load(weights_only=True)``: a file can only give
+tensors and plain containers, never run code. Uni-Sign's format is
+``{'model': state_dict}``; DeepSpeed's ``{'module': state_dict}`` and a bare state dict
+are accepted too.
+"""
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from signfuse.errors import InputError
+
+FUSION_PREFIX = "text_fusion."  # keys added by --use_descriptions (outside Uni-Sign's)
+
+
+def safe_torch_load(path) -> dict:
+    """torch.load with weights_only=True; every failure is one InputError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(
+            f"{path}: refused to load: the checkpoint holds objects other than tensors and plain "
+            f"containers ({first[:200]}). signfuse loads checkpoints with weights_only=True and never "
+            "runs code from a file. If you trust this file, re-save its weights once: "
+            "python -c \"import torch; c=torch.load('IN', weights_only=False); "
+            "torch.save({'model': c['model']}, 'OUT')\"") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
+                         f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
+
+
+def state_dict_of(obj, path) -> dict:
+    """The model weights inside a loaded checkpoint object."""
+    if isinstance(obj, dict):
+        for key in ("model", "module", "state_dict"):
+            if key in obj and isinstance(obj[key], dict):
+                return obj[key]
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+    raise InputError(f"{path}: no model weights found (expected {{'model': state_dict}} as Uni-Sign saves)")
+
+
+def load_weights(model: torch.nn.Module, path, allow_unexpected: bool = False, log=print) -> dict:
+    """Load a checkpoint into ``model``: strict for every key the checkpoint should hold.
+
+    Missing keys are an error, except the description-fusion keys (``text_fusion.*``), which a
+    Uni-Sign checkpoint cannot have: they are reported as newly initialised. Unexpected keys and
+    shape mismatches are errors (``allow_unexpected`` turns unexpected keys into a warning).
+    Returns {'missing', 'unexpected', 'new_fusion'} lists.
+    """
+    sd = state_dict_of(safe_torch_load(path), path)
+    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    own = model.state_dict()
+    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+                  for k, v in sd.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if mismatched:
+        more = f" (and {len(mismatched) - 5} more)" if len(mismatched) > 5 else ""
+        raise InputError(f"{path}: {len(mismatched)} weights have other shapes than this model: "
+                         + "; ".join(mismatched[:5]) + more
+                         + ". Check --mt5_model and the model size flags.")
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    new_fusion = [k for k in missing if k.startswith(FUSION_PREFIX)]
+    missing = [k for k in missing if not k.startswith(FUSION_PREFIX)]
+    if missing:
+        raise InputError(f"{path}: {len(missing)} weights of the model are missing from the checkpoint: "
+                         + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))
+    if unexpected:
+        hint = " (fusion weights: add --use_descriptions)" if any(k.startswith(FUSION_PREFIX) for k in unexpected) else ""
+        msg = (f"{path}: {len(unexpected)} weights of the checkpoint are not in this model{hint}: "
+               + ", ".join(unexpected[:8]) + (" ..." if len(unexpected) > 8 else ""))
+        if not allow_unexpected:
+            raise InputError(msg)
+        log(f"warning: {msg}; ignored")
+    model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+    log(f"loaded {path}: {len(sd) - len(unexpected)} weights; missing keys: none"
+        + (f"; newly initialised fusion weights: {len(new_fusion)} tensors ({FUSION_PREFIX}*)" if new_fusion else "")
+        + (f"; unexpected keys ignored: {len(unexpected)}" if unexpected else "; unexpected keys: none"))
+    return {"missing": missing, "unexpected": unexpected, "new_fusion": new_fusion}
+
+
+def atomic_save(obj, path) -> None:
+    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_last(state: dict, output_dir) -> Path:
+    """Write ``last.pth`` atomically, keeping the previous one as ``last.prev.pth``."""
+    last = Path(output_dir) / "last.pth"
+    if last.exists():
+        os.replace(last, last.with_name("last.prev.pth"))
+    atomic_save(state, last)
+    return last
+
+
+def load_last(output_dir, log=print) -> dict | None:
+    """The newest readable resumable state in ``output_dir`` (``last.pth``, else
+    ``last.prev.pth``), or None when there is none. A damaged file is reported and skipped."""
+    for name in ("last.pth", "last.prev.pth"):
+        path = Path(output_dir) / name
+        if not path.exists():
+            continue
+        try:
+            state = safe_torch_load(path)
+            if not (isinstance(state, dict) and "model" in state and "step" in state):
+                raise InputError(f"{path}: not a resumable state (no model/step)")
+            return state | {"path": str(path)}
+        except InputError as e:
+            log(f"warning: {e}; trying the previous one")
+    return None

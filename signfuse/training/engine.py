@@ -1,0 +1,330 @@
+"""The training and evaluation loops: ``train_one_epoch`` and ``evaluate``.
+
+Both work the same in one process, under torchrun (DDP) and under DeepSpeed; the
+difference is hidden in the ``Stepper`` (how a loss becomes an optimizer step).
+Evaluation shards the data over ranks without padding, and computes BLEU from summed
+n-gram statistics and ROUGE/WER from the gathered predictions, so its numbers equal a
+single-process evaluation.
+"""
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from signfuse import metrics
+from signfuse.errors import SignfuseError
+from signfuse.training import distributed as D
+from signfuse.training.checkpoint import save_last
+
+
+class NonFiniteLossError(SignfuseError):
+    """The loss became NaN or inf; the message names the step and the batch's samples."""
+
+
+@dataclass
+class RunContext:
+    """What the loops need besides the model and the data: devices, precision, outputs."""
+    args: object
+    dist: D.DistInfo
+    output_dir: Path | None = None
+    writer: object = None              # TensorBoard SummaryWriter (rank 0) or None
+    log: object = print                # rank-0 printer
+    amp_dtype: torch.dtype | None = None  # bf16/fp16 autocast on CUDA; None: float32
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.dist.device.type, dtype=self.amp_dtype)
+
+
+@dataclass
+class TrainState:
+    """Where a run is: saved in last.pth, so that a killed run continues exactly."""
+    epoch: int = 0
+    step: int = 0             # optimizer steps since the start
+    batch_in_epoch: int = 0   # micro-batches of this epoch already consumed
+    best_metric: float | None = None
+    nonfinite_skipped: int = 0
+    history: list = field(default_factory=list)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Tensors to ``device``; lists of names and texts stay as they are."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def unwrap(model):
+    """The Uni_Sign module inside a DDP or DeepSpeed wrapper."""
+    return getattr(model, "module", model)
+
+
+def rng_states() -> dict:
+    """Every random generator a training step draws from (saved at each step boundary)."""
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
+              "numpy": [v.tolist() if isinstance(v, np.ndarray) else v for v in np.random.get_state()]}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    py = states["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    npst = states["numpy"]
+    np.random.set_state((npst[0], np.asarray(npst[1], dtype=np.uint32), *npst[2:]))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class Stepper:
+    """Backward and optimizer step for a plain or DDP model: gradient accumulation over
+    ``accum`` micro-batches, clipping, a GradScaler for fp16, the per-step LR schedule."""
+
+    def __init__(self, model, optimizer, scheduler, accum: int, clip: float, scaler=None):
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.accum, self.clip, self.scaler = max(1, accum), clip, scaler
+
+    def no_sync(self, boundary: bool):
+        """Skip DDP's gradient all-reduce on micro-batches that do not end a step."""
+        if boundary or not hasattr(self.model, "no_sync"):
+            return contextlib.nullcontext()
+        return self.model.no_sync()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss = loss / self.accum
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def step(self) -> float:
+        """Clip, step, schedule; returns the gradient norm before clipping."""
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.clip if self.clip and self.clip > 0 else float("inf"))
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.optimizer.load_state_dict(sd["optimizer"])
+        self.scheduler.load_state_dict(sd["scheduler"])
+        if self.scaler and sd.get("scaler"):
+            self.scaler.load_state_dict(sd["scaler"])
+
+
+class DeepSpeedStepper(Stepper):
+    """The same interface over a DeepSpeed engine, which does accumulation, clipping,
+    mixed precision and ZeRO itself (configured from Uni-Sign's flags)."""
+
+    def __init__(self, engine):
+        self.model = engine
+        self.accum = engine.gradient_accumulation_steps()
+
+    def no_sync(self, boundary: bool):
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.model.backward(loss)
+
+    def step(self) -> float:
+        self.model.step()
+        norm = self.model.get_global_grad_norm()
+        return float(norm) if norm is not None else float("nan")
+
+    def lr(self) -> float:
+        return self.model.get_lr()[0]
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.model.optimizer.state_dict(),
+                "scheduler": self.model.lr_scheduler.state_dict() if self.model.lr_scheduler else None}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.model.optimizer.load_state_dict(sd["optimizer"])
+        if sd.get("scheduler") and self.model.lr_scheduler:
+            self.model.lr_scheduler.load_state_dict(sd["scheduler"])
+
+
+def _zero_loss(model) -> torch.Tensor:
+    """A zero loss touching every trainable parameter: lets a rank whose whole batch failed
+    to load take part in DDP's gradient all-reduce without changing the weights."""
+    return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+
+
+def _agree_nonfinite(loss: torch.Tensor, ctx: RunContext) -> bool:
+    """True when the loss is non-finite on any rank (all ranks must skip or stop together)."""
+    bad = np.array([0.0 if torch.isfinite(loss.detach()).item() else 1.0])
+    return bool(D.sum_over_ranks(bad, ctx.dist)[0] > 0)
+
+
+def train_one_epoch(model, loader, stepper: Stepper, state: TrainState, ctx: RunContext,
+                    resumable_state=None) -> dict:
+    """One pass over ``loader`` (starting after ``state.batch_in_epoch`` micro-batches when
+    resuming). ``resumable_state()`` builds the dict saved as last.pth every
+    ``--save_every_steps`` optimizer steps. Returns the epoch's training statistics."""
+    args, info = ctx.args, ctx.dist
+    model.train()
+    accum = stepper.accum
+    total = len(loader) + state.batch_in_epoch  # the loader was built to skip consumed batches
+    loss_sum, n_loss, skipped, t0, samples = 0.0, 0, [], time.time(), 0
+    gate_sum, gate_n, desc_frames, frames = 0.0, 0, 0.0, 0.0
+    bar = tqdm(loader, total=total, initial=state.batch_in_epoch, disable=not info.is_main,
+               desc=f"epoch {state.epoch}", dynamic_ncols=True, leave=False)
+    for batch in bar:
+        i = state.batch_in_epoch
+        boundary = (i + 1) % accum == 0 or i + 1 == total
+        skipped += batch.get("skipped", [])
+        batch = to_device(batch, info.device)
+        empty = len(batch["names"]) == 0
+        with stepper.no_sync(boundary), ctx.autocast():
+            out = None if empty else model(batch)
+            loss = _zero_loss(model) if empty else out["loss"]
+        nonfinite = _agree_nonfinite(loss, ctx) if info.distributed else not torch.isfinite(loss.detach()).item()
+        if nonfinite:
+            where = f"step {state.step} (epoch {state.epoch}, batch {i}), samples: {', '.join(batch['names'][:16])}"
+            if not getattr(args, "skip_nonfinite", False):
+                raise NonFiniteLossError(f"non-finite loss at {where}; rerun with --skip_nonfinite to skip such steps")
+            ctx.log(f"warning: non-finite loss skipped at {where}")
+            state.nonfinite_skipped += 1
+            loss = _zero_loss(model)
+        stepper.backward(loss)
+        if not empty and not nonfinite:
+            loss_sum += float(loss.detach())
+            n_loss += 1
+            samples += len(batch["names"])
+            if out.get("gate") is not None:
+                mask = batch["attention_mask"].unsqueeze(-1).to(out["gate"].dtype)  # (B, T, 1)
+                gate_sum += float((out["gate"].detach() * mask).sum())
+                gate_n += float(mask.sum())
+                desc_frames += float((batch["has_description"] * mask).sum())
+                frames += float(mask.sum())
+        state.batch_in_epoch = i + 1
+        if boundary:
+            grad_norm = stepper.step()
+            state.step += 1
+            if info.is_main and ctx.writer is not None:
+                ctx.writer.add_scalar("train/loss", loss_sum / max(1, n_loss), state.step)
+                ctx.writer.add_scalar("train/lr", stepper.lr(), state.step)
+                ctx.writer.add_scalar("train/grad_norm", grad_norm, state.step)
+            every = getattr(args, "save_every_steps", 0) or 0
+            if every > 0 and state.step % every == 0 and resumable_state is not None and i + 1 < total:
+                snapshot = resumable_state()
+                if info.is_main:
+                    save_last(snapshot, ctx.output_dir)
+        elapsed = time.time() - t0
+        bar.set_postfix(loss=f"{loss_sum / max(1, n_loss):.4f}", lr=f"{stepper.lr():.2e}",
+                        speed=f"{samples / max(elapsed, 1e-9):.1f} samples/s")
+    bar.close()
+    # per-sample problems of every rank, reported together
+    all_skipped = [s for part in D.all_gather_objects(skipped, info) for s in part]
+    totals = D.sum_over_ranks(np.array([loss_sum, n_loss, samples, gate_sum, gate_n, desc_frames, frames]), info)
+    stats = {"train_loss": totals[0] / max(1, totals[1]), "train_samples": int(totals[2]),
+             "skipped_samples": len(all_skipped), "epoch_time_s": time.time() - t0}
+    if totals[4] > 0:
+        stats["mean_gate"] = totals[3] / totals[4]
+        stats["described_frame_share"] = totals[5] / max(1, totals[6])
+    if all_skipped:
+        ctx.log(f"epoch {state.epoch}: skipped {len(all_skipped)} samples that could not be loaded:")
+        for name, err in all_skipped[:50]:
+            ctx.log(f"  {name}: {err}")
+        if len(all_skipped) > 50:
+            ctx.log(f"  ... and {len(all_skipped) - 50} more")
+    return stats
+
+
+@torch.no_grad()
+def evaluate(model, loader, ctx: RunContext, split: str, descriptions_off: bool = False,
+             write_files: bool = True, tag: str = "") -> dict:
+    """Generate for every sample of ``loader`` (this rank's shard), gather over ranks,
+    post-process, score. Rank 0 writes ``<split>_tmp_pres.txt`` / ``_tmp_refs.txt`` and,
+    with descriptions, ``<split>_gates.npz``. Returns the metrics (same on every rank)."""
+    args, info = ctx.args, ctx.dist
+    net = unwrap(model)
+    net.eval()
+    names, preds, refs, skipped, gates = [], [], [], [], {}
+    for batch in tqdm(loader, disable=not info.is_main, desc=f"eval {split}{tag}", dynamic_ncols=True, leave=False):
+        skipped += batch.get("skipped", [])
+        if len(batch["names"]) == 0:
+            continue
+        batch = to_device(batch, info.device)
+        with ctx.autocast():
+            hyps = net.generate(batch, descriptions_off=descriptions_off) if net.cfg.use_descriptions \
+                else net.generate(batch)
+            if net.cfg.use_descriptions and not descriptions_off:
+                gate = net.last_gate  # (B, T, 1) from the fusion of this batch
+                for b, name in enumerate(batch["names"]):
+                    n = int(batch["attention_mask"][b].sum())
+                    gates[name] = {"gate": gate[b, :n, 0].float().cpu().numpy(),
+                                   "has_description": batch["has_description"][b, :n, 0].cpu().numpy(),
+                                   "frame_indices": batch["frame_indices"][b, :n].cpu().numpy()}
+        names += batch["names"]
+        preds += [metrics.postprocess_prediction(h, args.dataset, args.task) for h in hyps]
+        refs += [metrics.postprocess_reference(r, args.dataset, args.task) for r in batch["targets"]]
+    task = args.task
+    # BLEU from summed statistics; the rest from gathered predictions
+    result = {}
+    if task == "SLT":
+        stats = D.sum_over_ranks(metrics.bleu_statistics(preds, refs), ctx.dist)
+        result.update(metrics.bleu_from_statistics(stats))
+    gathered = D.all_gather_objects((names, preds, refs, skipped, gates), info)
+    all_names = [n for g in gathered for n in g[0]]
+    all_preds = [p for g in gathered for p in g[1]]
+    all_refs = [r for g in gathered for r in g[2]]
+    all_skipped = [s for g in gathered for s in g[3]]
+    if not all_names:
+        raise SignfuseError(f"eval {split}: no sample could be loaded, nothing to score "
+                            f"({len(all_skipped)} failed, e.g. {all_skipped[:1]})")
+    full = metrics.compute_metrics(all_preds, all_refs, task)
+    result.update({k: v for k, v in full.items() if not k.startswith("bleu")})
+    if task != "SLT":
+        result.update(full)
+    result["samples"] = len(all_names)
+    result["skipped_samples"] = len(all_skipped)
+    if info.is_main and write_files and ctx.output_dir is not None:
+        metrics.write_results(ctx.output_dir, split + tag, all_names, all_preds, all_refs)
+        all_gates = {k: v for g in gathered for k, v in g[4].items()}
+        if all_gates:
+            save_gates(Path(ctx.output_dir) / f"{split}{tag}_gates.npz", all_gates)
+    if all_skipped:
+        ctx.log(f"eval {split}: {len(all_skipped)} samples could not be loaded and are not scored: "
+                + ", ".join(f"{n} ({e})" for n, e in all_skipped[:10]))
+    return result
+
+
+def save_gates(path: Path, gates: dict) -> None:
+    """Per-sample gate values over the sampled frames, with has_description and the
+    original frame numbers: ``<name>/gate``, ``<name>/has_description``, ``<name>/frame_indices``."""
+    arrays = {f"{name}/{key}": value for name, d in sorted(gates.items()) for key, value in d.items()}
+    np.savez_compressed(path, **arrays)
+
+
+def main_metric(result: dict, task: str) -> tuple[str, float, bool]:
+    """(name, value, higher_is_better) of the number that picks best_checkpoint.pth."""
+    if task == "SLT":
+        return "bleu4", result["bleu4"], True
+    if task == "ISLR":
+        return "top1_acc_pi", result["top1_acc_pi"], True
+    return "wer", result["wer"], False
+
+
+def is_better(value: float, best: float | None, higher: bool) -> bool:
+    if best is None or (isinstance(best, float) and math.isnan(best)):
+        return True
+    return value > best if higher else value < best
