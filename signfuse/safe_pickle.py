@@ -43,6 +43,13 @@ def _numpy_core(submodule: str):
         return importlib.import_module(f"numpy.core.{submodule}")
 
 
+def latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """What protocols 0-2 call to rebuild bytes: ``_codecs.encode(text, 'latin1')``, no other codec."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"bytes encoded with {encoding!r}, expected 'latin1'")
+    return codecs.encode(text, "latin1")
+
+
 @functools.cache
 def allowed_globals() -> dict:
     """(module, name) -> object for every global a pose or label pickle may name."""
@@ -51,7 +58,7 @@ def allowed_globals() -> dict:
     for module in ("builtins", "__builtin__"):
         for name in SAFE_BUILTINS:
             table[(module, name)] = getattr(builtins, name)
-    table[("_codecs", "encode")] = codecs.encode  # bytes, protocols 0-2
+    table[("_codecs", "encode")] = latin1_encode  # bytes, protocols 0-2
     table[("collections", "OrderedDict")] = collections.OrderedDict
     table[("numpy", "ndarray")] = np.ndarray
     table[("numpy", "dtype")] = np.dtype

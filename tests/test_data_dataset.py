@@ -50,8 +50,8 @@ def test_long_samples_start_end_and_sampling_randomness(unisign_layout):
     evaluation = dataset_of(layout, max_length=8)
     first = evaluation[0]["frame_indices"]
     assert first.tolist() == [5, 9, 13, 17, 22, 26, 30, 34]  # 5 + round(k * 29 / 7), k = 0..7
-    np.testing.assert_array_equal(evaluation[0]["body"],
-                                  normalize_parts(split_parts(*pose_frames(layout.pose_dir, layout.names[0], first)))["body"])
+    want = normalize_parts(split_parts(*pose_frames(layout.pose_dir, layout.names[0], first)))
+    np.testing.assert_array_equal(evaluation[0]["body"], want["body"])
 
     train = dataset_of(layout, max_length=8, train=True, seed=7)
     a = train[1]["frame_indices"]
@@ -185,3 +185,19 @@ def test_golden_pose_files_through_the_dataset(golden_dir, tmp_path):
         length = int(expected["batch_attention_mask"][i].sum())
         for name in PART_NAMES:
             np.testing.assert_allclose(batch[name][i, :length].numpy(), expected[f"sample{i}_{name}"], atol=1e-5)
+
+
+def test_real_describer_and_collate(unisign_layout, tmp_path):
+    descriptions = pytest.importorskip("signfuse.data.descriptions")
+    layout = unisign_layout(lengths=(3, 2))
+    desc_dir = tmp_path / "description"
+    desc_dir.mkdir()
+    (desc_dir / f"{layout.names[0]}.json").write_text('{"0": "hand up", "2": "hand down"}')
+    data = dataset_of(layout, describer=descriptions.Describer(desc_dir))
+    a, b = data[0], data[1]  # b has no description file: normal, no descriptions
+    assert a["desc_aligned"] == [[("hand up", 1.0)], [("hand up", 0.5), ("hand down", 0.5)], [("hand down", 1.0)]]
+    batch = collate_fn([a, b])
+    assert batch["desc_texts"] == ["hand up", "hand down"]
+    assert batch["desc_index"].tolist() == [[[0, -1], [0, 1], [1, -1]], [[-1, -1], [-1, -1], [-1, -1]]]
+    assert batch["desc_weight"][0].tolist() == [[1.0, 0.0], [0.5, 0.5], [1.0, 0.0]]
+    assert batch["has_description"][..., 0].tolist() == [[1, 0, 1], [0, 0, 0]]

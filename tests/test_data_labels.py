@@ -84,7 +84,8 @@ def test_label_file_of_the_wrong_type(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [
     ("just a string", "entry 'b' is a str, expected a dict with name, text, gloss, video_path"),
-    ({"name": "b", "text": "t", "gloss": []}, "entry 'b' has no 'video_path' (a sample needs name, text, gloss, video_path)"),
+    ({"name": "b", "text": "t", "gloss": []},
+     "entry 'b' has no 'video_path' (a sample needs name, text, gloss, video_path)"),
     ({"name": "b", "text": 3, "gloss": [], "video_path": "b.mp4"}, "entry 'b': 'text' is an int, expected a str"),
     ({"name": "b", "text": "t", "gloss": [1, 2], "video_path": "b.mp4"},
      "entry 'b': 'gloss' is a list, expected a list of str (or '' when there is none)"),

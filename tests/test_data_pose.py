@@ -84,8 +84,10 @@ def test_bad_pose_contents_each_with_its_message(tmp_path):
         ({"keypoints": None, "scores": good["scores"]},
          "<path>: 'keypoints' is NoneType, expected a sequence over frames"),
         (nan, "<path>: keypoints hold 3 NaN or infinite values in 1 frames (first: frame 3)"),
-        ({**good, "start": 2, "end": 2}, "<path>: bad start/end (2, 2): need 0 <= start < end <= 5 (the number of frames)"),
-        ({**good, "start": 0, "end": 6}, "<path>: bad start/end (0, 6): need 0 <= start < end <= 5 (the number of frames)"),
+        ({**good, "start": 2, "end": 2},
+         "<path>: bad start/end (2, 2): need 0 <= start < end <= 5 (the number of frames)"),
+        ({**good, "start": 0, "end": 6},
+         "<path>: bad start/end (0, 6): need 0 <= start < end <= 5 (the number of frames)"),
         ({**good, "start": "0"}, "<path>: 'start' is str, expected an int"),
     ]
     for pose, message in cases:

@@ -137,3 +137,16 @@ def test_truncated_and_corrupt_files(tmp_path):
     with pytest.raises(SampleError) as info:
         load_pickle(text)
     assert str(info.value).startswith(f"{text}: not a readable pickle (")
+
+
+def test_pickles_written_by_numpy_1_load(tmp_path):
+    # numpy 1 names numpy.core.multiarray where numpy 2 names numpy._core.multiarray
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    data = pickle.dumps({"scores": [array, np.float32(2.5)]}, protocol=2)
+    old = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy.core.multiarray\n_reconstruct" in old  # protocol 2 names globals as text
+    path = tmp_path / "old.pkl"
+    path.write_bytes(old)
+    out = load_pickle(path)
+    np.testing.assert_array_equal(out["scores"][0], array)
+    assert out["scores"][1] == np.float32(2.5)

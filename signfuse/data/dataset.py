@@ -59,23 +59,32 @@ class SignDataset(torch.utils.data.Dataset):
     def load(self, index: int, sample: dict) -> dict:
         pose = load_pose(pose_path(self.pose_dir, sample["video_path"]), self.trust_pickles)
         rng = np.random.default_rng((self.seed, self.epoch, index)) if self.train else None
-        frames = sample_frames(pose.num_frames, self.max_length, self.train, rng, pose.start)  # (T,)
-        parts = normalize_parts(split_parts(pose.keypoints[frames], pose.scores[frames]))
-        gloss = gloss_text(sample["gloss"])
-        item = {
-            "name": sample["name"],
-            "text": sample["text"],
-            "gloss": gloss,
-            "target": gloss if self.task == "CSLR" else sample["text"],
-            **parts,
-            "frame_indices": frames,
-        }
+        describe = None
         if self.describer is not None:
             sample_id = Path(sample["video_path"]).stem
-            aligned, has_description = self.describer.describe(sample_id, frames)
-            item["desc_aligned"] = aligned
-            item["has_description"] = np.asarray(has_description, dtype=np.float32)  # (T,)
-        return item
+            describe = lambda frames: self.describer.describe(sample_id, frames)  # noqa: E731
+        gloss = gloss_text(sample["gloss"])
+        return make_item(pose, sample["name"], text=sample["text"], gloss=gloss,
+                         target=gloss if self.task == "CSLR" else sample["text"],
+                         max_length=self.max_length, train=self.train, rng=rng, describe=describe)
+
+    def sample_ids(self) -> list:
+        """The description-file ids of the samples (stems of their video_path)."""
+        return [Path(self.labels[k]["video_path"]).stem for k in self.keys]
+
+
+def make_item(pose, name: str, text: str = "", gloss: str = "", target: str = "", max_length: int = 256,
+              train: bool = False, rng=None, describe=None) -> dict:
+    """One sample dict (docs/DESIGN.md) from a loaded PoseRecord: sample its frames, split and
+    normalise its parts; ``describe(frames) -> (aligned, has_description)`` adds descriptions."""
+    frames = sample_frames(pose.num_frames, max_length, train, rng, pose.start)  # (T,) original numbers
+    parts = normalize_parts(split_parts(pose.keypoints[frames], pose.scores[frames]))
+    item = {"name": name, "text": text, "gloss": gloss, "target": target, **parts, "frame_indices": frames}
+    if describe is not None:
+        aligned, has_description = describe(frames)
+        item["desc_aligned"] = aligned
+        item["has_description"] = np.asarray(has_description, dtype=np.float32)  # (T,)
+    return item
 
 
 def pad_last(array: np.ndarray, length: int) -> np.ndarray:

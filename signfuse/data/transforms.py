@@ -22,6 +22,31 @@ REFERENCE_NODE = {"left": 0, "right": 0, "face_all": 17}
 THRESHOLD = 0.3
 
 
+def part_ranges(sizes: dict) -> list:
+    """(name, first node, end node) of each part (name -> V) in all the nodes side by side."""
+    ranges, first = [], 0
+    for name, size in sizes.items():
+        ranges.append((name, first, first + size))
+        first += size
+    return ranges
+
+
+def to_planes(parts: dict) -> np.ndarray:
+    """part -> (T, V, 3) to one channel-first float32 array (3, T, sum V), a copy.
+
+    Channel-first keeps every array operation below on contiguous memory (the (T, V, 3)
+    layout makes numpy step through innermost loops of length 2 or 3, several times slower).
+    """
+    nodes = np.concatenate(list(parts.values()), axis=1)  # (T, sum V, 3)
+    return np.ascontiguousarray(nodes.transpose(2, 0, 1), dtype=np.float32)  # (3, T, sum V)
+
+
+def from_planes(planes: np.ndarray, ranges: list) -> dict:
+    """The inverse of ``to_planes``: (3, T, sum V) -> part -> contiguous (T, V, 3)."""
+    nodes = np.stack(list(planes), axis=-1)  # (T, sum V, 3)
+    return {name: nodes[:, first:end].copy() for name, first, end in ranges}
+
+
 def split_parts(keypoints: np.ndarray, scores: np.ndarray) -> dict:
     """Split the points of a sample into its four parts.
 
@@ -29,28 +54,32 @@ def split_parts(keypoints: np.ndarray, scores: np.ndarray) -> dict:
     Writes: part -> (T, V, 3) float32 (x, y, confidence), in PART_NAMES order; hands and
     face relative to their reference point (whatever its confidence), the body raw.
     """
-    parts = {}
-    for name in PART_NAMES:
-        xy = keypoints[:, PART_POINTS[name]]  # (T, V, 2)
+    points = np.concatenate([PART_POINTS[name] for name in PART_NAMES])  # (69,)
+    planes = np.empty((3, len(keypoints), len(points)), np.float32)  # (3, T, 69)
+    planes[0] = keypoints[:, points, 0]  # x
+    planes[1] = keypoints[:, points, 1]  # y
+    planes[2] = scores[:, points]  # confidence
+    ranges = part_ranges({name: len(PART_POINTS[name]) for name in PART_NAMES})
+    for name, first, end in ranges:
         if name in REFERENCE_NODE:
-            node = REFERENCE_NODE[name]
-            xy = xy - xy[:, node:node + 1]  # (T, V, 2)
-        conf = scores[:, PART_POINTS[name], None]  # (T, V, 1)
-        parts[name] = np.concatenate([xy, conf], axis=-1).astype(np.float32, copy=False)  # (T, V, 3)
-    return parts
+            ref = first + REFERENCE_NODE[name]
+            planes[:2, :, first:end] -= planes[:2, :, ref:ref + 1].copy()  # (2, T, 1)
+    return from_planes(planes, ranges)
 
 
 def body_box(body: np.ndarray, thr: float = THRESHOLD):
-    """The sample's body box: (corner (2,), scale), or None when there is none.
+    """The sample's body box: (corner (2,) float32, scale float32), or None when there is none.
 
     Reads: body (T, 9, 3). The box bounds the body points of all frames together whose
     confidence > thr; scale = max(width, height); the corner is that of the square of side
     scale centred on the box. None: fewer than 4 such points, or a box of size 0.
     """
-    confident = body[..., :2][body[..., 2] > thr]  # (M, 2)
-    if len(confident) < 4:
+    confident = body[..., 2] > thr  # (T, 9)
+    if np.count_nonzero(confident) < 4:
         return None
-    low, high = confident.min(axis=0), confident.max(axis=0)  # (2,), (2,)
+    x, y = body[..., 0][confident], body[..., 1][confident]  # (M,), (M,)
+    low = np.array([x.min(), y.min()], np.float32)
+    high = np.array([x.max(), y.max()], np.float32)
     scale = (high - low).max()
     if scale == 0:
         return None
@@ -61,7 +90,7 @@ def body_box(body: np.ndarray, thr: float = THRESHOLD):
 def normalize_parts(parts: dict, thr: float = THRESHOLD) -> dict:
     """Normalise the parts of ``split_parts`` as Uni-Sign does.
 
-    Reads: part -> (T, V, 3). Writes: part -> (T, V, 3) float32 with
+    Reads: part -> (T, V, 3), 'body' among them. Writes: part -> (T, V, 3) float32 with
     body xy -> ((xy - corner) / scale - 0.5) * 2, hands and face xy -> xy / scale,
     then (x, y, confidence) clipped to [-1, 1] (the confidence too, as in Uni-Sign), then
     (0, 0, 0) wherever confidence <= thr. Without a body box every part is all zeros.
@@ -70,14 +99,16 @@ def normalize_parts(parts: dict, thr: float = THRESHOLD) -> dict:
     if box is None:
         return {name: np.zeros(part.shape, np.float32) for name, part in parts.items()}
     corner, scale = box
-    out = {}
-    for name, part in parts.items():
-        part = part.astype(np.float32, copy=True)  # (T, V, 3)
-        if name == "body":
-            part[..., :2] = ((part[..., :2] - corner) / scale - 0.5) * 2
-        else:
-            part[..., :2] = part[..., :2] / scale
-        np.clip(part, -1, 1, out=part)
-        part[part[..., 2] <= thr] = 0
-        out[name] = part
-    return out
+    ranges = part_ranges({name: part.shape[1] for name, part in parts.items()})
+    planes = to_planes(parts)  # (3, T, sum V)
+    body = next(slice(first, end) for name, first, end in ranges if name == "body")
+    xy = planes[:2]  # (2, T, sum V), a view
+    xy[:, :, body] -= corner[:, None, None]
+    xy /= scale
+    xy[:, :, body] -= 0.5
+    xy[:, :, body] *= 2
+    np.clip(planes, -1, 1, out=planes)
+    keep = (planes[2] > thr).astype(np.float32)  # (T, sum V): 0 where confidence <= thr
+    planes *= keep  # (numpy's boolean-mask assignment is several times slower)
+    planes += 0.0  # -0.0 (negative x times 0) -> +0.0; other values unchanged
+    return from_planes(planes, ranges)

@@ -11,8 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from signfuse.config import TINY_MT5, TINY_POSE_CHANNELS, ModelConfig
+from signfuse.errors import InputError
 from signfuse.models.mt5 import load_mt5
 from signfuse.models.pose_encoder import PoseEncoder
+
+TEXT_ENCODER_SEED = 0  # the tiny text encoder's random weights (fixed: stores stay valid across runs)
 
 
 class Uni_Sign(PoseEncoder):
@@ -22,22 +25,38 @@ class Uni_Sign(PoseEncoder):
         super().__init__(cfg)
         self.mt5_model = mt5_model  # stock MT5ForConditionalGeneration
         self.tokenizer = tokenizer  # not a module: no state-dict keys
+        self.last_gate = None  # (B, T, 1) gate of the last batch, with descriptions
+        if cfg.use_descriptions:
+            from signfuse.models.text_fusion import DescriptionFusion
+            self.text_fusion = DescriptionFusion(cfg)  # keys text_fusion.* (outside Uni-Sign's)
+            # texts -> (N, cfg.text_dim) vectors: a frozen TextEncoder or an EmbeddingStore
+            # (attach_text_source); the encoder holds no state-dict keys and no parameters
+            self.text_source = None
 
     # ---- inputs of mT5 ----
 
-    def fuse(self, pose_feats: torch.Tensor, batch: dict) -> tuple:
+    def fuse(self, pose_feats: torch.Tensor, batch: dict, descriptions_off: bool = False) -> tuple:
         """Description fusion: (B, T, d_model) -> (fused (B, T, d_model), gate (B, T, 1) or None).
 
-        Without descriptions (Uni-Sign) the pose features go through unchanged.
+        Without descriptions (Uni-Sign) the pose features go through unchanged. With them, each
+        distinct text of the batch becomes one vector (text source), frames get the weighted sums
+        of their texts' vectors (or the mask embedding), and the fusion adds them to the pose.
+        ``descriptions_off`` masks every frame (``--eval_descriptions off``).
         """
         if not self.cfg.use_descriptions:
             return pose_feats, None
-        raise NotImplementedError("description fusion is not part of this model yet")
+        texts = batch.get("desc_texts", [])
+        if texts and self.text_source is None:
+            raise RuntimeError("Uni_Sign with descriptions needs a text source: call attach_text_source")
+        vectors = self.text_source.encode(texts) if texts else None  # (N, text_dim)
+        fused, gate = self.text_fusion(pose_feats, batch, vectors, descriptions_off=descriptions_off)
+        self.last_gate = gate.detach()
+        return fused, gate
 
-    def build_inputs(self, batch: dict) -> tuple:
+    def build_inputs(self, batch: dict, descriptions_off: bool = False) -> tuple:
         """-> (inputs_embeds (B, P+T, d_model), attention_mask (B, P+T) int64, gate or None)."""
         pose = self.encode_pose(batch)  # (B, T, d_model)
-        pose, gate = self.fuse(pose, batch)  # (B, T, d_model)
+        pose, gate = self.fuse(pose, batch, descriptions_off)  # (B, T, d_model)
         B = pose.shape[0]
         prompt = self.tokenizer([self.cfg.prompt] * B, padding="longest", return_tensors="pt")
         prompt_ids = prompt["input_ids"].to(pose.device)  # (B, P), ends with </s>
@@ -61,8 +80,8 @@ class Uni_Sign(PoseEncoder):
 
     # ---- training and inference ----
 
-    def forward(self, batch: dict) -> dict:
-        inputs_embeds, attention_mask, gate = self.build_inputs(batch)
+    def forward(self, batch: dict, descriptions_off: bool = False) -> dict:
+        inputs_embeds, attention_mask, gate = self.build_inputs(batch, descriptions_off)
         labels = self.tokenize_targets(batch["targets"]).to(inputs_embeds.device)  # (B, L)
         out = self.mt5_model(
             inputs_embeds=inputs_embeds,
@@ -80,9 +99,10 @@ class Uni_Sign(PoseEncoder):
         return {"loss": loss, "logits": logits, "gate": gate}
 
     @torch.no_grad()
-    def generate_ids(self, batch: dict, max_new_tokens: int = None, num_beams: int = None) -> torch.Tensor:
+    def generate_ids(self, batch: dict, max_new_tokens: int = None, num_beams: int = None,
+                     descriptions_off: bool = False) -> torch.Tensor:
         """Beam search from the prompt and pose tokens -> token ids (B, L_out)."""
-        inputs_embeds, attention_mask, _ = self.build_inputs(batch)
+        inputs_embeds, attention_mask, _ = self.build_inputs(batch, descriptions_off)
         return self.mt5_model.generate(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -90,20 +110,58 @@ class Uni_Sign(PoseEncoder):
             num_beams=num_beams or self.cfg.num_beams,
         )
 
-    def generate(self, batch: dict, max_new_tokens: int = None, num_beams: int = None) -> list:
+    def generate(self, batch: dict, max_new_tokens: int = None, num_beams: int = None,
+                 descriptions_off: bool = False) -> list:
         """One decoded string per sample (special tokens skipped)."""
-        ids = self.generate_ids(batch, max_new_tokens=max_new_tokens, num_beams=num_beams)
+        ids = self.generate_ids(batch, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                                descriptions_off=descriptions_off)
         return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
 
-def build_model(cfg: ModelConfig, mt5_path: str, seed: int = 0) -> Uni_Sign:
+def build_model(cfg: ModelConfig, mt5_path: str, seed: int = 0, desc_encoder: str = None) -> Uni_Sign:
     """Load mT5 and its tokenizer (``mt5_path`` or "tiny") and build Uni_Sign around them.
 
+    With ``cfg.use_descriptions``, ``cfg.text_dim`` is set to the width of the text encoder
+    (``desc_encoder``, default ``mt5_path``); attach its vectors with ``attach_text_source``.
     The pose encoder's initial weights depend on ``seed`` only (the caller's RNG is untouched).
     """
     if mt5_path == TINY_MT5:
         cfg.gcn_channels = TINY_POSE_CHANNELS
     mt5_model, tokenizer = load_mt5(mt5_path, seed=seed)
+    if cfg.use_descriptions:
+        cfg.text_dim = text_encoder_width(desc_encoder or mt5_path)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return Uni_Sign(cfg, mt5_model, tokenizer)
+
+
+def text_encoder_width(path: str) -> int:
+    """d_model of the text encoder at ``path`` ("tiny" or a local mT5 directory), from its config."""
+    from transformers import MT5Config
+    from signfuse.models.mt5 import tiny_mt5_dir
+    directory = tiny_mt5_dir() if path == TINY_MT5 else path
+    try:
+        return MT5Config.from_pretrained(str(directory), local_files_only=True).d_model
+    except (OSError, ValueError) as e:
+        raise InputError(f"{directory}: not a local mT5 directory for the description encoder "
+                         f"(--desc_encoder / --mt5_model): {str(e).splitlines()[0]}") from None
+
+
+def attach_text_source(model: Uni_Sign, args, mt5_model: str = None, desc_encoder: str = None):
+    """Give ``model`` its description vectors: the store of ``args.desc_store`` (checked against
+    the encoder it must come from), else a frozen TextEncoder (``--desc_encoder``, default the
+    ``--mt5_model`` directory). Returns the source."""
+    encoder = desc_encoder or getattr(args, "desc_encoder", None) or mt5_model or args.mt5_model
+    max_tokens = getattr(args, "desc_max_tokens", model.cfg.desc_max_tokens)
+    if getattr(args, "desc_store", None):
+        from signfuse.models.text_store import EmbeddingStore, encoder_identity
+        identity = encoder_identity(encoder, max_tokens=max_tokens, seed=TEXT_ENCODER_SEED)
+        source = EmbeddingStore.open(args.desc_store, expected_identity=identity)
+    else:
+        from signfuse.models.text_fusion import TextEncoder
+        source = TextEncoder(encoder, hidden_dim=None, max_tokens=max_tokens, seed=TEXT_ENCODER_SEED)
+    if source.text_dim != model.cfg.text_dim:
+        raise InputError(f"{encoder}: description vectors are {source.text_dim} wide, the model's fusion "
+                         f"expects {model.cfg.text_dim}")
+    model.text_source = source
+    return source

@@ -74,7 +74,7 @@ def build_dataset(args, split: str, train: bool, describer=None) -> SignDataset:
                      max_length=args.max_length, train=train, seed=args.seed,
                      trust_pickles=args.trust_pickles, describer=describer)
     if getattr(args, "max_samples", None):
-        ds.names = ds.names[: args.max_samples]
+        ds.keys = ds.keys[: args.max_samples]
     return ds
 
 
@@ -110,7 +110,7 @@ def build_run_model(args, info: D.DistInfo, log=print):
         raise InputError("--rgb_support: the RGB branch of Uni-Sign is not part of signfuse yet; "
                          "run without --rgb_support (pose only)")
     cfg = model_config(args)
-    model = build_model(cfg, args.mt5_model, seed=args.seed)
+    model = build_model(cfg, args.mt5_model, seed=args.seed, desc_encoder=args.desc_encoder)
     if args.use_descriptions:
         from signfuse.models.uni_sign import attach_text_source
         attach_text_source(model, args)
@@ -307,9 +307,17 @@ def train(args) -> dict:
             break
     if writer:
         writer.close()
-    if describer is not None and describer.invalid_reasons():
-        log(f"description files that could not be used: {len(describer.invalid_reasons())}")
+    if describer is not None and describer.invalid_files:
+        log(f"description files that could not be used (their samples trained without descriptions): "
+            f"{len(describer.invalid_files)}")
     return entry
+
+
+def description_modes(args) -> list[bool]:
+    """descriptions_off values to evaluate: [False] (on), [True] (off) or both."""
+    if not args.use_descriptions:
+        return [False]
+    return {"on": [False], "off": [True], "both": [False, True]}[args.eval_descriptions]
 
 
 def checkpoint_dict(model, cfg, args, epoch, result=None) -> dict:
@@ -337,8 +345,9 @@ def _plain(obj):
 # ----------------------------------------------------------------------------- evaluate
 
 def evaluate(args) -> dict:
-    """--eval: dev then test (How2Sign: test), with descriptions and, with
-    --eval_descriptions off, without them. Returns {split: metrics}."""
+    """--eval: dev then test (How2Sign: test); with descriptions, also (or only) with every
+    frame masked (--eval_descriptions both|off, results under "<split>_nodesc").
+    Returns {split: metrics}."""
     info = D.init_distributed(args.device)
     torch.manual_seed(args.seed)
     out = Path(args.output_dir) if args.output_dir else None
@@ -354,10 +363,11 @@ def evaluate(args) -> dict:
         if describer is not None:
             log(describer.summary(split, ds.sample_ids()))
         loader = build_loader(ds, args, info, train=False)
-        t0 = time.time()
-        off = args.use_descriptions and args.eval_descriptions == "off"
-        res = engine.evaluate(model, loader, ctx, split, descriptions_off=off, tag="_nodesc" if off else "")
-        res["time_s"] = time.time() - t0
-        results[split] = res
-        log(f"{split}: " + json.dumps(_plain(res)))
+        for off in description_modes(args):
+            t0 = time.time()
+            tag = "_nodesc" if off else ""
+            res = engine.evaluate(model, loader, ctx, split, descriptions_off=off, tag=tag)
+            res["time_s"] = time.time() - t0
+            results[split + tag] = res
+            log(f"{split}{' (descriptions off)' if off else ''}: " + json.dumps(_plain(res)))
     return results

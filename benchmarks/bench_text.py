@@ -1,0 +1,146 @@
+"""Description encoding for one batch: per-frame loop vs batched distinct texts vs the store.
+
+    python benchmarks/bench_text.py             # B=8, T=256, mT5-base width, 2 encoder layers on CPU
+    python benchmarks/bench_text.py --full      # all 12 layers of mT5-base
+    python benchmarks/bench_text.py --quick     # CI: B=2, T=64, 1 layer, small vocabulary
+
+The batch: about one described frame in 8, texts drawn from a pool (so some repeat), the
+frames in between interpolated (descriptions.md section 2), as the data pipeline makes it.
+Each method computes the batch's per-frame text features (B, T, D):
+  (a) the plan's per-frame loop: every text of every frame encoded by its own encoder call
+      (tokenise, encode, mean-pool), then weighted;
+  (b) signfuse's TextEncoder with a cold cache: the batch's distinct texts in one call,
+      then the per-frame weighted sums (frame_text_features);
+  (c) the embedding store (signfuse precompute-text): lookups in the memory-mapped file.
+The three must give the same features (checked before timing). The encoder is an mT5-base
+sized encoder (the spec's mt5-base-config.json) with random weights; on CPU fewer layers
+by default. Prints the machine, the settings, median times and the ratios.
+"""
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, MT5Config, MT5EncoderModel
+
+from common import (description_batch, description_pool, machine_line, median_ms, mt5_base_config,
+                    pick_device, set_threads, timed)
+from signfuse.models.text_fusion import TINY_MT5_DIR, TextEncoder, frame_text_features, masked_mean
+from signfuse.models.text_store import EmbeddingStore, write_store
+
+TARGET_BATCHED = 50.0  # batched distinct texts vs the per-frame loop
+TARGET_STORE = 10.0  # store vs batched
+
+
+def loop_features(encoder, tokenizer, aligned_per_sample, T, max_tokens, device):
+    """The per-frame loop: one encoder call per (frame, text), as a naive implementation does."""
+    B, D = len(aligned_per_sample), encoder.config.d_model
+    feats = torch.zeros(B, T, D, device=device)
+    with torch.no_grad():
+        for b, aligned in enumerate(aligned_per_sample):
+            for t, pairs in enumerate(aligned):
+                for text, weight in pairs:
+                    tokens = tokenizer([text], truncation=True, max_length=max_tokens,
+                                       return_tensors="pt").to(device)
+                    states = encoder(**tokens).last_hidden_state  # (1, L, D)
+                    feats[b, t] += weight * masked_mean(states.float(), tokens["attention_mask"])[0]
+    return feats  # frames without text stay zero (no mask embedding here)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=256)
+    parser.add_argument("--every", type=int, default=8, help="about one described frame in N")
+    parser.add_argument("--pool", type=int, default=400, help="distinct texts the batch draws from")
+    parser.add_argument("--layers", type=int, default=None,
+                        help="encoder layers (default: 2 on CPU, 12 on GPU)")
+    parser.add_argument("--full", action="store_true", help="all 12 layers of mT5-base")
+    parser.add_argument("--vocab", type=int, default=None,
+                        help="vocabulary size (default: mT5-base's 250112)")
+    parser.add_argument("--max_tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of (b) and (c); the median")
+    parser.add_argument("--loop_repeats", type=int, default=1, help="timed runs of the loop")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="B=2, T=64, 1 layer, vocab 32128 (CI)")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    set_threads(args.threads)
+    if args.quick:
+        args.batch, args.frames, args.pool, args.repeats = 2, 64, 50, 3
+        args.layers = args.layers or 1
+        args.vocab = args.vocab or 32128
+    layers = 12 if args.full else args.layers or (12 if device.type == "cuda" else 2)
+
+    config, source = mt5_base_config(layers=layers, vocab=args.vocab)
+    config.pop("tie_word_embeddings", None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        encoder = MT5EncoderModel(MT5Config(**config)).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(TINY_MT5_DIR)
+    text_encoder = TextEncoder(encoder=encoder, tokenizer=tokenizer, hidden_dim=None,
+                               max_tokens=args.max_tokens)
+
+    pool = description_pool(args.pool, args.seed)
+    batch = description_batch(args.batch, args.frames, pool, args.every, args.seed)
+    texts, index, weight = batch["desc_texts"], batch["desc_index"].to(device), batch["desc_weight"].to(device)
+    pairs = sum(len(p) for aligned in batch["aligned"] for p in aligned)
+    tokens = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=args.max_tokens)["input_ids"]]
+
+    def batched():
+        text_encoder.clear_cache()
+        return frame_text_features(text_encoder.encode(texts), index, weight)
+
+    with tempfile.TemporaryDirectory() as folder:
+        # the store holds the whole pool (as precompute-text would for a dataset)
+        path = write_store(Path(folder) / "store.safetensors", pool,
+                           text_encoder.encode(pool).cpu(), {"encoder": "bench"})
+        store = EmbeddingStore.open(path).to(device)
+
+        def from_store():
+            return frame_text_features(store.encode(texts), index, weight)
+
+        want = batched()
+        got_loop = loop_features(encoder, tokenizer, batch["aligned"], args.frames, args.max_tokens, device)
+        torch.testing.assert_close(got_loop, want, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(from_store(), want, rtol=0, atol=1e-6)
+
+        t_loop = [timed(lambda: loop_features(encoder, tokenizer, batch["aligned"], args.frames,
+                                              args.max_tokens, device), device)
+                  for _ in range(args.loop_repeats)]
+        t_batched, t_store = [], []
+        for _ in range(args.repeats):  # interleaved: drift hits both alike
+            t_batched.append(timed(batched, device))
+            t_store.append(timed(from_store, device))
+        text_encoder.encode(texts)  # warm cache, for reference
+        t_warm = [timed(lambda: frame_text_features(text_encoder.encode(texts), index, weight), device)
+                  for _ in range(args.repeats)]
+
+    loop, bat, sto, warm = (median_ms(t) for t in (t_loop, t_batched, t_store, t_warm))
+    vocab_note = "" if config["vocab_size"] == 250112 else " (reduced from mT5-base's 250112)"
+    print(machine_line(device))
+    print(f"settings: B={args.batch}, T={args.frames}, ~1 described frame in {args.every}, "
+          f"interpolated between; pool of {args.pool} texts; {len(texts)} distinct texts in the "
+          f"batch, {pairs} (frame, text) pairs; {sum(tokens) / len(tokens):.1f} tokens per text "
+          f"(tiny tokenizer, max {args.max_tokens})")
+    print(f"encoder: mT5-base shape from {source}: d_model {config['d_model']}, {layers} layers"
+          f"{'' if layers == 12 else ' (reduced from 12)'}, vocab {config['vocab_size']}{vocab_note}, "
+          f"random weights, float32 on {device}; median of {args.repeats} runs "
+          f"({args.loop_repeats} for the loop)")
+    print("outputs: loop == batched (rtol/atol 1e-4), store == batched (atol 1e-6)")
+    print(f"{'method':<52}{'ms/batch':>12}{'calls':>8}")
+    print(f"{'(a) per-frame loop (one encoder call per frame text)':<52}{loop:>12.1f}{pairs:>8}")
+    print(f"{'(b) batched distinct texts, cold cache':<52}{bat:>12.2f}{1:>8}")
+    print(f"{'(c) embedding store (memory-mapped lookups)':<52}{sto:>12.3f}{0:>8}")
+    print(f"{'    (TextEncoder with a warm cache, reference)':<52}{warm:>12.3f}{0:>8}")
+    ok = lambda ratio, target: "met" if ratio >= target else "NOT met"
+    print(f"batched vs loop: {loop / bat:.1f}x (target >= {TARGET_BATCHED:.0f}x: "
+          f"{ok(loop / bat, TARGET_BATCHED)})")
+    print(f"store vs batched: {bat / sto:.1f}x (target >= {TARGET_STORE:.0f}x: "
+          f"{ok(bat / sto, TARGET_STORE)})")
+
+
+if __name__ == "__main__":
+    main()

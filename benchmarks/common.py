@@ -1,0 +1,225 @@
+"""Helpers shared by the benchmarks: machine line, mT5-base shape, synthetic batches, timing.
+
+The benchmarks import it as ``from common import ...`` (they run as scripts from any folder:
+``python benchmarks/bench_text.py``).
+"""
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from signfuse.data.descriptions import TemporalAligner, collate_descriptions
+from signfuse.data.lexicon import DESCRIPTION_PHRASES, WORDS
+
+MT5_BASE_JSON = Path(__file__).resolve().parents[2] / "shared" / "spec" / "mt5-base-config.json"
+# The shape of google/mt5-base, used when the spec file above is absent.
+MT5_BASE = {
+    "architectures": ["MT5ForConditionalGeneration"], "d_ff": 2048, "d_kv": 64, "d_model": 768,
+    "decoder_start_token_id": 0, "dropout_rate": 0.1, "eos_token_id": 1,
+    "feed_forward_proj": "gated-gelu", "initializer_factor": 1.0, "is_encoder_decoder": True,
+    "layer_norm_epsilon": 1e-06, "model_type": "mt5", "num_decoder_layers": 12, "num_heads": 12,
+    "num_layers": 12, "pad_token_id": 0, "relative_attention_num_buckets": 32,
+    "tie_word_embeddings": False, "tokenizer_class": "T5Tokenizer", "vocab_size": 250112,
+}
+PART_POINTS = {"body": 9, "left": 21, "right": 21, "face_all": 18}
+
+
+def mt5_base_config(layers=None, vocab=None) -> tuple:
+    """(config dict, source line): mt5-base's shape, with ``layers`` encoder and decoder layers
+    and ``vocab`` tokens when given (None: the real 12 layers / 250112 tokens)."""
+    if MT5_BASE_JSON.is_file():
+        config, source = json.loads(MT5_BASE_JSON.read_text()), str(MT5_BASE_JSON)
+    else:
+        config, source = dict(MT5_BASE), "constant copy in benchmarks/common.py (spec file absent)"
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    if layers is not None:
+        config["num_layers"] = config["num_decoder_layers"] = layers
+    if vocab is not None:
+        config["vocab_size"] = vocab
+    return config, source
+
+
+def pick_device(name=None) -> torch.device:
+    return torch.device(name if name else "cuda" if torch.cuda.is_available() else "cpu")
+
+
+def set_threads(threads) -> None:
+    """``--threads N``: torch's CPU threads (None: torch's default, one per core)."""
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def machine_line(device: torch.device) -> str:
+    """Platform, CPUs, torch threads, GPU, versions, and the load average (other processes
+    competing for the CPUs make CPU timings noisy)."""
+    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    return (f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} CPUs ({torch.get_num_threads()} torch threads){gpu}, "
+            f"Python {platform.python_version()}, torch {torch.__version__}{load}")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device) -> float:
+    """Seconds of one call of ``fn`` (GPU work included)."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def median_ms(seconds: list) -> float:
+    return 1000 * statistics.median(seconds)
+
+
+# ----------------------------------------------------------------------------- synthetic data
+
+def description_pool(size: int, seed: int = 0) -> list:
+    """``size`` distinct description texts: two or three phrases of the synthetic lexicon."""
+    rng = np.random.default_rng(seed)
+    pool = {}
+    while len(pool) < size:
+        k = int(rng.integers(2, 4))
+        pool[", ".join(rng.choice(DESCRIPTION_PHRASES, size=k, replace=False))] = None
+    return list(pool)
+
+
+def description_batch(B: int, T: int, pool: list, every: int = 8, seed: int = 0) -> dict:
+    """Description keys of a batch (docs/DESIGN.md): about one described frame in ``every``,
+    texts drawn from ``pool`` (so some repeat across frames and samples), interpolated between
+    described frames by TemporalAligner. Also returns ``aligned`` (per sample, per frame)."""
+    rng = np.random.default_rng(seed)
+    frames = np.arange(T)
+    aligned_all, has_all = [], []
+    for _ in range(B):
+        described = np.sort(rng.choice(T, size=max(1, T // every), replace=False))
+        texts = rng.choice(len(pool), size=len(described))
+        aligned, has = TemporalAligner({int(f): pool[i] for f, i in zip(described, texts)},
+                                       frames).align()
+        aligned_all.append(aligned)
+        has_all.append(has)
+    desc_texts, desc_index, desc_weight = collate_descriptions(aligned_all, T)
+    return {"desc_texts": desc_texts, "desc_index": desc_index, "desc_weight": desc_weight,
+            "has_description": torch.tensor(has_all, dtype=torch.float32).unsqueeze(-1),
+            "aligned": aligned_all}
+
+
+def pose_batch(B: int, T: int, seed: int = 0, target_words: int = 12) -> dict:
+    """Pose keys of a batch (docs/DESIGN.md): random normalised parts, every frame real."""
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    batch = {name: torch.rand(B, T, V, 3, generator=g) * 2 - 1 for name, V in PART_POINTS.items()}
+    batch["attention_mask"] = torch.ones(B, T, dtype=torch.long)
+    batch["frame_indices"] = torch.arange(T).expand(B, T).clone()
+    sentences = [" ".join(rng.choice(WORDS, size=target_words)) for _ in range(B)]
+    batch.update(names=[f"s{i}" for i in range(B)], sentences=sentences, glosses=[""] * B,
+                 targets=sentences, skipped=[])
+    return batch
+
+
+def to_device(batch: dict, device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+# ----------------------------------------------------------------------------- Uni_Sign variants
+
+# name -> (use_descriptions, text_fusion_type, text source: "online" TextEncoder or "store")
+VARIANTS = {
+    "pose-only": (False, "gating", None),
+    "gating + online": (True, "gating", "online"),
+    "gating + store": (True, "gating", "store"),
+    "cross_attn + online": (True, "cross_attn", "online"),
+    "cross_attn + store": (True, "cross_attn", "store"),
+}
+
+
+def build_language_model(layers, vocab, device, seed=0) -> dict:
+    """The shared pieces of every variant: mT5 of mt5-base's shape with random weights
+    (``layers`` encoder and decoder layers, ``vocab`` tokens), the tiny tokenizer, and the
+    mT5 config dict and where it came from."""
+    from transformers import AutoTokenizer
+    from signfuse.models.mt5 import mt5_from_config_dict
+    from signfuse.models.text_fusion import TINY_MT5_DIR
+
+    config, source = mt5_base_config(layers=layers, vocab=vocab)
+    return {"mt5": mt5_from_config_dict(config, seed=seed).to(device),
+            "tokenizer": AutoTokenizer.from_pretrained(TINY_MT5_DIR),
+            "config": config, "source": source}
+
+
+def build_text_encoder(config: dict, tokenizer, device, seed=1):
+    """The online text source: TextEncoder over a frozen mT5 encoder of ``config``'s shape
+    (its own random weights, as the frozen description encoder is a separate copy)."""
+    from transformers import MT5Config, MT5EncoderModel
+    from signfuse.models.text_fusion import TextEncoder
+
+    values = {k: v for k, v in config.items() if k != "tie_word_embeddings"}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = MT5EncoderModel(MT5Config(**values))
+    return TextEncoder(encoder=encoder, tokenizer=tokenizer, hidden_dim=None, device=device)
+
+
+def write_pool_store(text_encoder, pool: list, folder) -> Path:
+    """The store of ``pool`` made by ``text_encoder`` (as precompute-text makes it), under ``folder``."""
+    from signfuse.models.text_store import write_store
+
+    path = write_store(Path(folder) / "store.safetensors", pool, text_encoder.encode(pool).cpu(),
+                       {"encoder": "benchmark"})
+    text_encoder.clear_cache()
+    return path
+
+
+def build_variant(name: str, shared: dict, text_sources: dict, device, seed=0):
+    """Uni_Sign for ``name`` (see VARIANTS) around the shared mT5, its ``text_source`` taken
+    from ``text_sources`` ("online"/"store"); the pose encoder's weights depend on ``seed``
+    only, so every variant starts from the same pose encoder."""
+    from signfuse.config import ModelConfig
+    from signfuse.models.uni_sign import Uni_Sign
+
+    use_descriptions, fusion, source = VARIANTS[name]
+    cfg = ModelConfig(dataset="Synthetic", use_descriptions=use_descriptions,
+                      text_fusion_type=fusion, text_dim=shared["config"]["d_model"],
+                      d_model=shared["config"]["d_model"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Uni_Sign(cfg, shared["mt5"], shared["tokenizer"])
+    if source is not None:
+        model.text_source = text_sources[source]
+    return model.to(device)
+
+
+def synthetic_batch(B: int, T: int, pool: list, device, seed=0) -> dict:
+    """A full training batch: pose keys, targets and description keys, on ``device``."""
+    batch = pose_batch(B, T, seed)
+    descriptions = description_batch(B, T, pool, seed=seed)
+    descriptions.pop("aligned")
+    batch.update(descriptions)
+    return to_device(batch, device)
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (resource.ru_maxrss)."""
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
