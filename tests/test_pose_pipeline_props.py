@@ -147,8 +147,6 @@ def test_examples_that_matter(tmp_path):
             assert not any(parts[part].any() for part in PART_NAMES)
 
 
-@pytest.mark.xfail(strict=True, reason="bug (reported): finite keypoints near float32's limit pass load_pose "
-                                       "and the body box's size overflows to inf, so normalize_parts gives NaN")
 def test_coordinates_near_the_float32_limit_are_finite_or_rejected(tmp_path):
     keypoints = np.full((3, 133, 2), 0.5, np.float32)
     keypoints[0, 0], keypoints[1, 3] = 3e38, -3e38  # body points (nose, left ear)

@@ -109,8 +109,6 @@ def test_malicious_checkpoint_is_refused_by_weights_only_load(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="bug (reported): the message keeps the first line of torch's error, "
-                                       "a generic notice, and drops the line naming the refused global")
 def test_checkpoint_refusal_names_what_was_refused(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"extra": TouchMarker(tmp_path / "marker")}, path)

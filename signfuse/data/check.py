@@ -42,6 +42,7 @@ POSE_PROBLEM_KINDS = (
     ("refused pickle", ("refused to unpickle",)),
     ("unreadable pose file", ("truncated", "not a readable pickle", "corrupt", "empty file", "cannot read")),
     ("non-finite values", ("NaN or infinite",)),
+    ("coordinates out of range", ("too large to normalise",)),
     ("no frames", ("zero frames",)),
     ("bad start/end", ("start/end", "'start' is", "'end' is")),
     ("frame count mismatch", ("frames of keypoints but",)),

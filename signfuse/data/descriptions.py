@@ -38,6 +38,7 @@ from signfuse.errors import InputError, SampleError
 # A segment file may not describe more frames than this (a typo such as "end": 1e9 would
 # otherwise expand into a billion dict entries). Real videos have at most ~10^5 frames.
 MAX_SEGMENT_FRAMES = 1_000_000
+MAX_FRAME = 2**31 - 1  # larger frame numbers cannot be real (and overflow the aligner's int64)
 
 
 # ---------------------------------------------------------------------------------------
@@ -104,6 +105,8 @@ def _parse_frame_map(path: Path, mapping: dict) -> dict:
         if not (key.isascii() and key.isdigit()):
             raise SampleError(f"{path}: frame key {key!r} is not a non-negative integer")
         frame = int(key)
+        if frame > MAX_FRAME:
+            raise SampleError(f"{path}: frame key {key!r} is beyond the largest frame number {MAX_FRAME}")
         if frame in key_of_frame:
             raise SampleError(
                 f"{path}: frame keys {key_of_frame[frame]!r} and {key!r} name the same frame")
@@ -125,6 +128,8 @@ def _segment_bound(path: Path, number: int, segment: dict, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SampleError(f"{path}: segment {number}: {name!r} must be a non-negative "
                           f"integer, got {json.dumps(value)}")
+    if value > MAX_FRAME:
+        raise SampleError(f"{path}: segment {number}: {name!r} is beyond the largest frame number {MAX_FRAME}")
     return value
 
 

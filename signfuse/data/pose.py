@@ -94,6 +94,9 @@ def check_frame_range(pose: dict, num_frames: int, path) -> tuple:
     return start, end
 
 
+MAX_COORDINATE = 1e30  # beyond this the body box's size overflows float32 (normalisation gives NaN)
+
+
 def check_finite(values: np.ndarray, key: str, path, first_frame: int = 0) -> None:
     """SampleError when ``values`` (frames first_frame, first_frame + 1, ...) hold NaN or inf."""
     bad = ~np.isfinite(values)
@@ -122,4 +125,9 @@ def load_pose(path, trust_pickles: bool = False) -> PoseRecord:
     start, end = check_frame_range(pose, len(keypoints), path)
     check_finite(keypoints[start:end], "keypoints", path, start)
     check_finite(scores[start:end], "scores", path, start)
+    huge = np.abs(keypoints[start:end]) > MAX_COORDINATE
+    if huge.any():
+        frame = start + int(np.flatnonzero(huge.reshape(end - start, -1).any(axis=1))[0])
+        raise SampleError(f"{path}: keypoints hold values beyond ±{MAX_COORDINATE:g} (first: frame {frame}): "
+                          "too large to normalise in float32")
     return PoseRecord(keypoints, scores, start, end)

@@ -25,7 +25,8 @@ def safe_torch_load(path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        first = next((line for line in lines if "GLOBAL" in line), lines[0] if lines else type(e).__name__)
         raise InputError(
             f"{path}: refused to load: the checkpoint holds objects other than tensors and plain "
             f"containers ({first[:200]}). signfuse loads checkpoints with weights_only=True and never "

@@ -1,0 +1,188 @@
+"""Training-step time and peak memory: pose-only vs gating vs cross-attention, online vs store.
+
+    python benchmarks/bench_step.py            # B=8, T=256, d_model 768; on CPU 2 layers, vocab 32128
+    python benchmarks/bench_step.py --full     # mT5-base: 12 layers, vocab 250112
+    python benchmarks/bench_step.py --quick    # CI: B=2, T=64, 1 layer, vocab 8192, 2 steps
+
+A training step is what fine-tuning does: forward, label-smoothed loss, backward, gradient
+clipping (1.0), AdamW step (bf16 autocast on GPU, float32 on CPU). Models: Uni_Sign with
+mT5-base's width (the spec's mt5-base-config.json, random weights, the tiny tokenizer), the
+pose encoder at Uni-Sign's widths. Descriptions: about one described frame in 8, the frames
+between interpolated. "online": the frozen text encoder (same shape as mT5's encoder, its own
+weights) with its cache cleared before every step (the first epoch: every text new);
+"store": EmbeddingStore lookups (signfuse precompute-text).
+
+Time: every variant built in this one process around one shared mT5, their steps
+interleaved round by round (drift hits all alike), median per variant. Memory: each variant
+alone in a fresh child process of this script: CUDA max_memory_allocated on GPU; on CPU the
+peak resident set size (resource.ru_maxrss) minus the RSS after imports.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+from common import (VARIANTS, build_language_model, build_text_encoder, build_variant,
+                    description_pool, machine_line, median_ms, peak_rss_bytes, pick_device,
+                    rss_bytes, set_threads, synthetic_batch, timed, write_pool_store)
+
+TARGETS = {"gating + store": 0.05, "cross_attn + store": 0.15}  # slower than pose-only, at most
+MiB = 2 ** 20
+
+
+def setup(args, device, store_path=None, names=tuple(VARIANTS)):
+    """-> (models {name: Uni_Sign}, optimizers {name: [AdamW]}, batch, shared, store path)."""
+    from signfuse.models.text_store import EmbeddingStore
+
+    shared = build_language_model(args.layers, args.vocab, device, args.seed)
+    pool = description_pool(args.pool, args.seed)
+    sources = {}
+    if any(VARIANTS[n][2] == "online" for n in names) or store_path is None:
+        sources["online"] = build_text_encoder(shared["config"], shared["tokenizer"], device)
+    if store_path is None:
+        store_path = write_pool_store(sources["online"], pool, args.folder)
+    sources["store"] = EmbeddingStore.open(store_path).to(device)
+    models = {n: build_variant(n, shared, sources, device, args.seed) for n in names}
+    mt5_params = list(shared["mt5"].parameters())
+    mt5_opt = torch.optim.AdamW(mt5_params, lr=1e-5)  # one optimizer for the shared weights
+    shared_ids = {id(p) for p in mt5_params}
+    optimizers = {n: [mt5_opt, torch.optim.AdamW([p for p in m.parameters() if id(p) not in shared_ids],
+                                                 lr=1e-5)] for n, m in models.items()}
+    batch = synthetic_batch(args.batch, args.frames, pool, device, args.seed)
+    return models, optimizers, batch, shared, store_path
+
+
+def train_step(model, optimizers, batch, device):
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    source = getattr(model, "text_source", None)
+    if hasattr(source, "clear_cache"):
+        source.clear_cache()  # online: every text encoded again
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        loss = model(batch)["loss"]
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    for opt in optimizers:
+        opt.step()
+    return loss.detach()
+
+
+def memory_child(args, device) -> dict:
+    """Build one variant alone, run a few steps, report its peak memory (bytes)."""
+    base = rss_bytes()
+    models, optimizers, batch, _, _ = setup(args, device, args._store, names=(args._child,))
+    model = models[args._child].train()
+    for _ in range(3):
+        train_step(model, optimizers[args._child], batch, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return {"peak": torch.cuda.max_memory_allocated(device)}
+    return {"peak": peak_rss_bytes() - base}
+
+
+def measure_memory(args, name, store_path) -> float:
+    """Peak memory (MiB) of a child process of this script training ``name`` alone."""
+    argv = [sys.executable, __file__, "--batch", str(args.batch), "--frames", str(args.frames),
+            "--layers", str(args.layers), "--vocab", str(args.vocab), "--pool", str(args.pool),
+            "--seed", str(args.seed), "--_child", name, "--_store", str(store_path)]
+    argv += ["--device", args.device] if args.device else []
+    argv += ["--threads", str(args.threads)] if args.threads else []
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory child for {name!r} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak"] / MiB
+
+
+def check_equal_at_init(models, batch):
+    """Every fusion is the identity at initialisation: the same loss as pose-only (eval mode)."""
+    with torch.no_grad():
+        losses = {n: m.eval()(batch)["loss"].item() for n, m in models.items()}
+    ref = losses["pose-only"]
+    for name, loss in losses.items():
+        assert abs(loss - ref) <= 1e-4 * max(1.0, abs(ref)), (name, loss, ref)
+    return ref
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=None, help="mT5 layers (default: 2 on CPU, 12 on GPU)")
+    parser.add_argument("--vocab", type=int, default=None, help="vocabulary (default: 32128 on CPU, 250112 on GPU)")
+    parser.add_argument("--full", action="store_true", help="mT5-base: 12 layers, vocabulary 250112")
+    parser.add_argument("--pool", type=int, default=400, help="distinct description texts")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per variant (median)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--no_memory", action="store_true", help="skip the per-variant memory runs")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="B=2, T=64, 1 layer, vocab 8192, 2 steps (CI)")
+    parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--_store", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    set_threads(args.threads)
+    if args.quick:
+        args.batch, args.frames, args.pool, args.steps = 2, 64, 50, 2
+        args.layers, args.vocab = args.layers or 1, args.vocab or 8192
+    gpu = device.type == "cuda"
+    args.layers = 12 if args.full else args.layers or (12 if gpu else 2)
+    args.vocab = 250112 if args.full else args.vocab or (250112 if gpu else 32128)
+    if args._child:
+        print(json.dumps(memory_child(args, device)))
+        return
+
+    with tempfile.TemporaryDirectory() as folder:
+        args.folder = folder
+        models, optimizers, batch, shared, store_path = setup(args, device)
+        loss0 = check_equal_at_init(models, batch)
+        for model in models.values():
+            model.train()
+        names = list(models)
+        times = {n: [] for n in names}
+        for r in range(args.warmup + args.steps):
+            order = names[r % len(names):] + names[:r % len(names)]  # rotate the order
+            for name in order:
+                t = timed(lambda: train_step(models[name], optimizers[name], batch, device), device)
+                if r >= args.warmup:
+                    times[name].append(t)
+        added = {n: sum(p.numel() for p in m.parameters()) - sum(p.numel() for p in models["pose-only"].parameters())
+                 for n, m in models.items()}
+        del models, optimizers
+        memory = {} if args.no_memory else {n: measure_memory(args, n, store_path) for n in names}
+
+    config = shared["config"]
+    reduced = []
+    if config["num_layers"] != 12:
+        reduced.append(f"{config['num_layers']} layers instead of 12")
+    if config["vocab_size"] != 250112:
+        reduced.append(f"vocabulary {config['vocab_size']} instead of 250112")
+    print(machine_line(device))
+    print(f"settings: B={args.batch}, T={args.frames}, 12-word targets, ~1 described frame in 8 "
+          f"(interpolated between), pool of {args.pool} texts, {len(batch['desc_texts'])} distinct "
+          f"texts in the batch; {'bf16 autocast' if gpu else 'float32'} on {device}; "
+          f"median of {args.steps} steps after {args.warmup} warm-up, variants interleaved")
+    print(f"model: mT5-base shape from {shared['source']} (d_model {config['d_model']}), random "
+          f"weights{', reduced: ' + ', '.join(reduced) if reduced else ''}; text encoder: same "
+          f"encoder shape; tiny tokenizer; AdamW + clipping")
+    kind = "CUDA max_memory_allocated" if gpu else "peak RSS - RSS after imports (resource.ru_maxrss)"
+    print(f"memory: {kind}, each variant alone in a fresh process" if memory else "memory: skipped")
+    print(f"check: at initialisation every variant's loss equals pose-only's ({loss0:.4f}, eval mode)")
+    base_t, base_m = median_ms(times["pose-only"]), memory.get("pose-only")
+    print(f"{'variant':<22}{'ms/step':>10}{'vs pose-only':>14}{'peak MiB':>10}{'+MiB':>8}{'+params':>12}")
+    for name in names:
+        t = median_ms(times[name])
+        mem = f"{memory[name]:>10.0f}{memory[name] - base_m:>+8.0f}" if memory else f"{'-':>10}{'-':>8}"
+        print(f"{name:<22}{t:>10.1f}{(t / base_t - 1) * 100:>+13.1f}%{mem}{added[name]:>12,}")
+    for name, limit in TARGETS.items():
+        slower = median_ms(times[name]) / base_t - 1
+        print(f"target: {name} < {limit:.0%} slower than pose-only: {slower:+.1%} "
+              f"({'met' if slower < limit else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
