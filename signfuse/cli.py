@@ -18,7 +18,7 @@ import json
 import sys
 
 from signfuse.config import ALIGNMENTS, DATASETS, FUSION_TYPES, TASKS, UNISIGN_MT5_DIR
-from signfuse.errors import SignfuseError
+from signfuse.errors import InputError, SignfuseError
 
 
 def _optional_int(text):
@@ -98,8 +98,21 @@ def run_parser(prog="fine_tuning.py") -> argparse.ArgumentParser:
     return p
 
 
+def check_run_args(args) -> None:
+    """Flag problems that must stop a run before any work."""
+    if args.rgb_support:
+        raise InputError("--rgb_support: the RGB branch of Uni-Sign is not part of signfuse yet; "
+                         "run without --rgb_support (pose only)")
+    for name in ("batch_size", "gradient_accumulation_steps", "epochs", "max_length"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-') if name != 'max_length' else name} {getattr(args, name)}: must be at least 1")
+    if not 0.0 <= args.text_dropout_p <= 1.0 or not 0.0 <= args.text_dropout_sample_p <= 1.0:
+        raise InputError("--text_dropout_p / --text_dropout_sample_p: must be probabilities in [0, 1]")
+
+
 def _run(args, evaluate_only: bool):
     from signfuse.training import run
+    check_run_args(args)
     if evaluate_only or args.eval:
         return run.evaluate(args)
     return run.train(args)
