@@ -15,7 +15,7 @@ weights) with its cache cleared before every step (the first epoch: every text n
 Time: every variant built in this one process around one shared mT5, their steps
 interleaved round by round (drift hits all alike), median per variant. Memory: each variant
 alone in a fresh child process of this script: CUDA max_memory_allocated on GPU; on CPU the
-peak resident set size (resource.ru_maxrss) minus the RSS after imports.
+peak resident set size (/proc VmHWM) minus the RSS after imports.
 """
 import argparse
 import json
@@ -169,7 +169,7 @@ def main():
     print(f"model: mT5-base shape from {shared['source']} (d_model {config['d_model']}), random "
           f"weights{', reduced: ' + ', '.join(reduced) if reduced else ''}; text encoder: same "
           f"encoder shape; tiny tokenizer; AdamW + clipping")
-    kind = "CUDA max_memory_allocated" if gpu else "peak RSS - RSS after imports (resource.ru_maxrss)"
+    kind = "CUDA max_memory_allocated" if gpu else "peak RSS (VmHWM) - RSS after imports"
     print(f"memory: {kind}, each variant alone in a fresh process" if memory else "memory: skipped")
     print(f"check: at initialisation every variant's loss equals pose-only's ({loss0:.4f}, eval mode)")
     base_t, base_m = median_ms(times["pose-only"]), memory.get("pose-only")

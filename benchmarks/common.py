@@ -209,17 +209,24 @@ def synthetic_batch(B: int, T: int, pool: list, device, seed=0) -> dict:
     return to_device(batch, device)
 
 
-def rss_bytes() -> int:
-    """Resident set size of this process now (Linux /proc; 0 elsewhere)."""
+def _proc_status_kib(field: str) -> int:
+    """A "<field>: N kB" line of /proc/self/status, in bytes (0 where there is none)."""
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (Linux VmRSS; 0 elsewhere)."""
+    return _proc_status_kib("VmRSS")
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (resource.ru_maxrss)."""
-    import resource
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+    """Peak resident set size of this process (Linux VmHWM). Not resource.ru_maxrss: a child
+    process inherits its parent's ru_maxrss across fork and exec, VmHWM starts afresh."""
+    return _proc_status_kib("VmHWM")

@@ -75,6 +75,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max_steps", type=int, default=None, help="stop after N optimizer steps (end of that epoch)")
     g.add_argument("--finetune_allow_unexpected", action="store_true",
                    help="ignore (with a warning) checkpoint weights this model does not have")
+    g.add_argument("--num_beams", type=int, default=4, help="beam width of evaluation (1: greedy)")
+    g.add_argument("--max_new_tokens", type=int, default=100, help="most tokens generated per sample in evaluation")
 
     g = p.add_argument_group("descriptions")
     g.add_argument("--use_descriptions", action="store_true", help="fuse per-frame action descriptions")

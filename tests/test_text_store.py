@@ -119,6 +119,8 @@ def test_identity_of_local_directories_follows_the_weights(tmp_path):
         (tmp_path / "a_copy" / f.name).write_bytes(f.read_bytes())
     id_a, id_b, id_copy = (encoder_identity(p) for p in (a, b, tmp_path / "a_copy"))
     assert identity_hash(id_a) == identity_hash(id_copy)  # same files elsewhere: same store
+    (tmp_path / "a_copy" / "pytorch_model.bin").write_bytes(b"unused: safetensors come first")
+    assert encoder_identity(tmp_path / "a_copy")["weights"] == id_a["weights"]
     assert id_a["config_sha256"] == id_b["config_sha256"] and id_a["weights"] != id_b["weights"]
 
     write_descriptions(tmp_path / "desc")

@@ -90,8 +90,9 @@ def encoder_identity(encoder_dir, pooling: str = "mean", max_tokens: int = 64, s
     """What determines the vectors of a text: {"encoder", "config_sha256", "weights",
     "tokenizer_sha256", "pooling", "max_tokens"}.
 
-    ``encoder_dir``: a local mT5 directory (weights: every ``model*.safetensors`` and
-    ``pytorch_model*.bin`` there, hashed in full) or "tiny" (the packaged config; ``weights``
+    ``encoder_dir``: a local mT5 directory (weights: its ``model*.safetensors`` files, else its
+    ``pytorch_model*.bin`` files, as transformers picks them; hashed in full, a few seconds
+    for mT5-base) or "tiny" (the packaged config; ``weights``
     is "random:seed=<seed>", the seed TextEncoder draws the tiny weights from). ``seed`` is
     used for "tiny" only. Raises InputError when the directory has no config.json or no weights.
     """
@@ -103,7 +104,9 @@ def encoder_identity(encoder_dir, pooling: str = "mean", max_tokens: int = 64, s
         if not (directory / "config.json").is_file():
             raise InputError(f"{directory}: not a local mT5 directory (no config.json); point "
                              "--desc_encoder / --mt5_model at a downloaded mT5 folder, or 'tiny'")
-        files = sorted({p for pattern in WEIGHT_PATTERNS for p in directory.glob(pattern)})
+        # the files transformers loads: the safetensors ones when there are any
+        found = [sorted(directory.glob(pattern)) for pattern in WEIGHT_PATTERNS]
+        files = next((group for group in found if group), [])
         if not files:
             raise InputError(f"{directory}: no weights file ({' or '.join(WEIGHT_PATTERNS)}) "
                              "in the text encoder directory")
@@ -181,19 +184,20 @@ def write_store(path, texts: list, vectors: torch.Tensor, identity: dict, info: 
     return path
 
 
-def _read_json_field(path: Path, metadata: dict, name: str, kind: type):
-    """A metadata field decoded from JSON and checked to be of ``kind``; InputError otherwise."""
+def _read_json_field(path: Path, metadata: dict, name: str, kind: type, rebuild: str):
+    """A metadata field decoded from JSON and checked to be of ``kind``; InputError otherwise
+    (``rebuild``: the command line that rebuilds the store)."""
     try:
         value = json.loads(metadata[name])
     except KeyError:
         raise InputError(f"{path}: not a signfuse embedding store (no '{name}' metadata); "
-                         f"rebuild it with `{rebuild_command(path)}`") from None
+                         f"rebuild it with `{rebuild}`") from None
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: corrupt embedding store ('{name}' metadata is not JSON: "
-                         f"{err.msg}); rebuild it with `{rebuild_command(path)}`") from None
+                         f"{err.msg}); rebuild it with `{rebuild}`") from None
     if not isinstance(value, kind):
         raise InputError(f"{path}: corrupt embedding store ('{name}' metadata is not a "
-                         f"{kind.__name__}); rebuild it with `{rebuild_command(path)}`")
+                         f"{kind.__name__}); rebuild it with `{rebuild}`")
     return value
 
 
@@ -248,9 +252,10 @@ class EmbeddingStore:
                              f"{metadata.get('format_version')!r}, this signfuse reads "
                              f"{FORMAT_VERSION!r}; rebuild it with "
                              f"`{rebuild_command(path, expected_identity)}`")
-        texts = _read_json_field(path, metadata, "texts", list)
-        identity = _read_json_field(path, metadata, "identity", dict)
-        info = _read_json_field(path, metadata, "info", dict)
+        rebuild = rebuild_command(path, expected_identity)
+        texts = _read_json_field(path, metadata, "texts", list, rebuild)
+        identity = _read_json_field(path, metadata, "identity", dict, rebuild)
+        info = _read_json_field(path, metadata, "info", dict, rebuild)
         if shape is None or len(shape) != 2 or dtype != "F32" or shape[0] != len(texts):
             raise InputError(f"{path}: corrupt embedding store (tensor 'vectors' is "
                              f"{dtype} {shape}, expected F32 [{len(texts)}, D]); rebuild it with "
@@ -406,6 +411,8 @@ def precompute(desc_dir, dataset: str, encoder_dir, out=None, batch_size: int = 
     identity = encoder_identity(encoder_dir, max_tokens=max_tokens, seed=seed)
     out = Path(out) if out is not None else default_store_path(desc_dir, dataset, identity)
     texts, files, invalid = collect_texts(directory)
+    for message in invalid:  # skipped, counted in the summary, each named once on stderr
+        logging.getLogger(__name__).warning("skipped: %s", message)
     if not texts:
         raise InputError(f"{directory}: no description text to encode ({files} .json files, "
                          f"{len(invalid)} of them unusable)")

@@ -88,8 +88,23 @@ def load_weights(model: torch.nn.Module, path, allow_unexpected: bool = False, l
     return {"missing": missing, "unexpected": unexpected, "new_fusion": new_fusion}
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_save(obj, path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``."""
+    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``:
+    a reader (or a crash) sees the old file or the new one, never a partial one."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -97,29 +112,61 @@ def atomic_save(obj, path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Replace a text file atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+LAST, PREVIOUS = "last.pth", "last.prev.pth"
 
 
 def save_last(state: dict, output_dir) -> Path:
-    """Write ``last.pth`` atomically, keeping the previous one as ``last.prev.pth``."""
-    last = Path(output_dir) / "last.pth"
+    """Write ``last.pth`` atomically, keeping the previous one as ``last.prev.pth``.
+
+    A crash at any point leaves a readable state: before the rename both files are the old
+    ones, between the rename and the new file only ``last.prev.pth`` exists, and a partly
+    written new file is ``last.pth.tmp``, which is never read."""
+    last = Path(output_dir) / LAST
     if last.exists():
-        os.replace(last, last.with_name("last.prev.pth"))
+        os.replace(last, last.with_name(PREVIOUS))
     atomic_save(state, last)
     return last
 
 
 def load_last(output_dir, log=print) -> dict | None:
     """The newest readable resumable state in ``output_dir`` (``last.pth``, else
-    ``last.prev.pth``), or None when there is none. A damaged file is reported and skipped."""
-    for name in ("last.pth", "last.prev.pth"):
+    ``last.prev.pth``, with a warning), or None when neither file exists.
+
+    A damaged file (truncated by a crash or a full disk, not a checkpoint) is reported and
+    the previous one used; when every file that exists is damaged, InputError (a run asked
+    to resume must not silently start again from scratch)."""
+    problems = []
+    for name in (LAST, PREVIOUS):
         path = Path(output_dir) / name
         if not path.exists():
             continue
         try:
             state = safe_torch_load(path)
-            if not (isinstance(state, dict) and "model" in state and "step" in state):
-                raise InputError(f"{path}: not a resumable state (no model/step)")
-            return state | {"path": str(path)}
+            if not (isinstance(state, dict) and isinstance(state.get("model"), dict) and "step" in state
+                    and "stepper" in state):
+                raise InputError(f"{path}: not a resumable state (no model/stepper/step entries)")
         except InputError as e:
-            log(f"warning: {e}; trying the previous one")
+            problems.append(str(e))
+            log(f"warning: {e}; " + ("trying last.prev.pth" if name == LAST else "no other state to resume from"))
+            continue
+        if problems:
+            log(f"warning: resuming from the previous state {path} (its steps since are trained again)")
+        return state | {"path": str(path)}
+    if problems:
+        raise InputError(f"{output_dir}: no readable state to resume from: " + " | ".join(problems)
+                         + ". Remove these files to start a new run, or resume from a copy")
     return None

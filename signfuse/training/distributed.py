@@ -1,9 +1,11 @@
 """Start-up for one process, torchrun (DDP) or the deepspeed launcher, and the few
 collective operations the engine needs. Only rank 0 writes files and logs.
 
-torchrun and deepspeed both set RANK, WORLD_SIZE and LOCAL_RANK in the environment
-(deepspeed also passes --local_rank on the command line). NCCL on GPU, gloo on CPU.
+torchrun and deepspeed both set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT
+in the environment (deepspeed also passes --local_rank on the command line). NCCL on GPU,
+gloo on CPU.
 """
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -11,7 +13,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from signfuse.errors import InputError
+from signfuse.errors import InputError, SignfuseError
+
+
+class ReplicaMismatchError(SignfuseError):
+    """The ranks of a data-parallel run hold different weights at the end of training."""
 
 
 @dataclass
@@ -42,11 +48,17 @@ def pick_device(name: str | None, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def init_distributed(device_name: str | None = None) -> DistInfo:
-    """Join the process group when launched by torchrun/deepspeed; else a single process."""
+def init_distributed(device_name: str | None = None, local_rank: int | None = None) -> DistInfo:
+    """Join the process group when launched by torchrun/deepspeed; else a single process.
+
+    ``local_rank``: the launcher's --local_rank, used when LOCAL_RANK is not in the
+    environment (old deepspeed launchers)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", local_rank if local_rank is not None else 0))
+    if world > 1 and not ("MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ):
+        raise InputError(f"WORLD_SIZE={world} but MASTER_ADDR/MASTER_PORT are not set: start several "
+                         "processes with torchrun or the deepspeed launcher")
     device = pick_device(device_name, local_rank)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -54,6 +66,15 @@ def init_distributed(device_name: str | None = None) -> DistInfo:
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=device)
+
+
+def init_single_process_group(info: DistInfo) -> None:
+    """A process group of one (DeepSpeed wants one even for a single process started without
+    a launcher): a file store in a temporary folder, no network port."""
+    import tempfile
+    store = os.path.join(tempfile.mkdtemp(prefix="signfuse_pg_"), "store")
+    backend = "nccl" if info.device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, init_method=f"file://{store}", rank=0, world_size=1)
 
 
 def cleanup() -> None:
@@ -75,6 +96,15 @@ def all_gather_objects(obj, info: DistInfo) -> list:
     return out
 
 
+def gather_objects(obj, info: DistInfo) -> list | None:
+    """Every rank's ``obj`` on rank 0 (rank order), None on the other ranks."""
+    if not info.distributed:
+        return [obj]
+    out = [None] * info.world_size if info.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
 def sum_over_ranks(values: np.ndarray, info: DistInfo) -> np.ndarray:
     """Element-wise sum of a float64/int64 array over ranks (BLEU statistics, counters)."""
     if not info.distributed:
@@ -86,6 +116,13 @@ def sum_over_ranks(values: np.ndarray, info: DistInfo) -> np.ndarray:
     return t.cpu().numpy()
 
 
+def any_over_ranks(flag: bool, info: DistInfo) -> bool:
+    """True when ``flag`` is true on at least one rank (every rank gets the same answer)."""
+    if not info.distributed:
+        return bool(flag)
+    return bool(sum_over_ranks(np.array([1.0 if flag else 0.0]), info)[0] > 0)
+
+
 def broadcast_object(obj, info: DistInfo):
     """Rank 0's ``obj`` on every rank."""
     if not info.distributed:
@@ -93,3 +130,81 @@ def broadcast_object(obj, info: DistInfo):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def allreduce_gradients(params, info: DistInfo, bucket_bytes: int = 64 * 2 ** 20) -> None:
+    """Average the gradients of ``params`` over ranks (what DDP does in backward), in flat
+    buckets; a parameter without a gradient counts as zeros. Used for the rare optimizer
+    steps that DDP's own hooks cannot serve (a rank whose micro-batch had no sample)."""
+    if not info.distributed:
+        return
+    grads = []
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        grads.append(p.grad)
+    bucket, size = [], 0
+    for g in grads + [None]:
+        if g is not None:
+            bucket.append(g)
+            size += g.numel() * g.element_size()
+        if bucket and (g is None or size >= bucket_bytes):
+            flat = torch._utils._flatten_dense_tensors(bucket)
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            flat /= info.world_size
+            for t, synced in zip(bucket, torch._utils._unflatten_dense_tensors(flat, bucket)):
+                t.copy_(synced)
+            bucket, size = [], 0
+
+
+def wrap_ddp(model: torch.nn.Module, info: DistInfo, find_unused_parameters: bool = False):
+    """DistributedDataParallel for training with signfuse's engine.
+
+    ``broadcast_buffers=False``: DDP would otherwise broadcast rank 0's buffers (BatchNorm
+    statistics) in every forward, a collective that a rank whose micro-batch failed to load
+    (no forward) would miss; the buffers are broadcast once per epoch instead
+    (``broadcast_buffers``). Training forwards use batch statistics, so the weights are the
+    same either way."""
+    ids = [info.device.index] if info.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=ids, broadcast_buffers=False, find_unused_parameters=find_unused_parameters)
+
+
+@torch.no_grad()
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank: the ranks see different
+    batches, so their running statistics drift apart (DDP re-broadcasts them before every
+    forward, DeepSpeed never); evaluation and checkpoints use rank 0's."""
+    if not info.distributed:
+        return
+    for buf in module.buffers():
+        dist.broadcast(buf.data, src=0)
+
+
+def state_digest(state_dict: dict) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of a state dict's tensors (sorted by
+    name): equal digests mean bit-identical weights."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        if not torch.is_tensor(t):
+            continue
+        t = t.detach().to("cpu").contiguous().reshape(-1)
+        h.update(f"{name}|{t.dtype}|{tuple(state_dict[name].shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_replicas(module: torch.nn.Module, info: DistInfo) -> str:
+    """Verify that every rank holds bit-identical weights and buffers; returns the digest.
+
+    Raises ReplicaMismatchError naming the ranks that differ from rank 0 (a broken gradient
+    all-reduce, a rank that skipped a step alone, non-deterministic kernels on one GPU...)."""
+    digest = state_digest(module.state_dict())
+    digests = all_gather_objects(digest, info)
+    differ = [r for r, d in enumerate(digests) if d != digests[0]]
+    if differ:
+        raise ReplicaMismatchError(
+            f"the weights of rank(s) {', '.join(map(str, differ))} differ from rank 0's at the end of "
+            f"training (sha256 {digests[0][:12]} on rank 0); the checkpoints hold rank 0's weights")
+    return digest

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from signfuse import metrics
-from signfuse.errors import SignfuseError
+from signfuse.errors import InputError, SignfuseError
 from signfuse.training import distributed as D
 from signfuse.training.checkpoint import save_last
 
@@ -52,6 +52,8 @@ class TrainState:
     best_metric: float | None = None
     nonfinite_skipped: int = 0
     history: list = field(default_factory=list)
+    epoch_sums: list | None = None  # this rank's running sums of the epoch (engine.EPOCH_SUMS)
+    epoch_skipped: list = field(default_factory=list)  # this rank's unloadable samples of the epoch
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -85,15 +87,39 @@ def set_rng_states(states: dict) -> None:
 
 class Stepper:
     """Backward and optimizer step for a plain or DDP model: gradient accumulation over
-    ``accum`` micro-batches, clipping, a GradScaler for fp16, the per-step LR schedule."""
+    ``accum`` micro-batches, clipping, a GradScaler for fp16, the per-step LR schedule.
 
-    def __init__(self, model, optimizer, scheduler, accum: int, clip: float, scaler=None):
+    Per micro-batch: ``with stepper.micro_batch(boundary, sync)``: forward and
+    ``backward(loss)``; at the last micro-batch of a step (``boundary``): ``finish()``
+    (gradient sync when DDP's own could not run, unscale, clip: returns the gradient norm),
+    then ``apply()`` (optimizer and schedule step) or ``discard()`` (a skipped step)."""
+
+    #: DDP needs every rank to run the forward of a step's last micro-batch (its gradient
+    #: all-reduce hooks are armed there); the engine checks it with one flag per step
+    ddp = False
+    #: a non-finite gradient norm after finish() means the step must not be applied
+    checks_grad_norm = True
+
+    def __init__(self, model, optimizer, scheduler, accum: int, clip: float, scaler=None, dist_info=None):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.accum, self.clip, self.scaler = max(1, accum), clip, scaler
+        self.dist = dist_info or D.DistInfo()
+        self.ddp = hasattr(model, "no_sync") and self.dist.distributed
+        self.checks_grad_norm = scaler is None  # with fp16 the GradScaler skips such steps itself
+        self._manual_sync = False
 
-    def no_sync(self, boundary: bool):
-        """Skip DDP's gradient all-reduce on micro-batches that do not end a step."""
-        if boundary or not hasattr(self.model, "no_sync"):
+    def params(self):
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def micro_batch(self, boundary: bool, sync: bool = True):
+        """Context of one micro-batch's forward and backward. Gradients are all-reduced by DDP
+        on the last micro-batch of a step (``boundary``) when every rank has a batch
+        (``sync``); else they accumulate locally and ``finish()`` all-reduces them."""
+        if not self.ddp:
+            return contextlib.nullcontext()
+        if boundary:
+            self._manual_sync = not sync
+        if boundary and sync:
             return contextlib.nullcontext()
         return self.model.no_sync()
 
@@ -101,12 +127,18 @@ class Stepper:
         loss = loss / self.accum
         (self.scaler.scale(loss) if self.scaler else loss).backward()
 
-    def step(self) -> float:
-        """Clip, step, schedule; returns the gradient norm before clipping."""
+    def finish(self) -> float:
+        """All-reduce (if DDP could not), unscale, clip; returns the gradient norm before clipping."""
+        if self._manual_sync:
+            D.allreduce_gradients(self.params(), self.dist)
+            self._manual_sync = False
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        norm = torch.nn.utils.clip_grad_norm_(params, self.clip if self.clip and self.clip > 0 else float("inf"))
+        norm = torch.nn.utils.clip_grad_norm_(self.params(), self.clip if self.clip and self.clip > 0 else float("inf"))
+        return float(norm)
+
+    def apply(self):
+        """Optimizer step, schedule step, gradients cleared."""
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -114,10 +146,27 @@ class Stepper:
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return None
+
+    def discard(self) -> None:
+        """A skipped step: the gradients are dropped, the schedule still advances."""
+        self._manual_sync = False
+        if self.scaler:
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+
+    def step(self) -> float:
+        """finish() then apply(); returns the gradient norm before clipping."""
+        norm = self.finish()
+        self.apply()
+        return norm
 
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
+
+    # sharded optimizer states (DeepSpeed ZeRO) are gathered by the caller
+    sharded = False
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -132,111 +181,170 @@ class Stepper:
 
 class DeepSpeedStepper(Stepper):
     """The same interface over a DeepSpeed engine, which does accumulation, clipping,
-    mixed precision and ZeRO itself (configured from Uni-Sign's flags)."""
+    mixed precision and ZeRO itself (configured from Uni-Sign's flags).
 
-    def __init__(self, engine):
+    The engine is told where each step ends (``set_gradient_accumulation_boundary``), so
+    that its steps fall exactly where signfuse's do, the short last step of an epoch
+    included; ``engine.step()`` is called once per optimizer step."""
+
+    ddp = False
+    checks_grad_norm = False
+
+    def __init__(self, engine, dist_info=None):
         self.model = engine
         self.accum = engine.gradient_accumulation_steps()
+        self.dist = dist_info or D.DistInfo()
+        opt = engine.optimizer
+        # ZeRO and DeepSpeed's bf16 optimizer keep one partition of the state per rank
+        self.sharded = engine.zero_optimization_stage() > 0 or type(opt).__name__ in ("BF16_Optimizer",)
 
-    def no_sync(self, boundary: bool):
+    def micro_batch(self, boundary: bool, sync: bool = True):
+        self.model.set_gradient_accumulation_boundary(bool(boundary))
         return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:
         self.model.backward(loss)
 
-    def step(self) -> float:
+    def finish(self) -> float:
+        return float("nan")  # known after the engine's step
+
+    def apply(self):
         self.model.step()
         norm = self.model.get_global_grad_norm()
         return float(norm) if norm is not None else float("nan")
+
+    def discard(self) -> None:
+        self.model.zero_grad()
+        if hasattr(self.model.optimizer, "zero_grad"):
+            self.model.optimizer.zero_grad()
+        if self.model.lr_scheduler is not None:
+            self.model.lr_scheduler.step()
+
+    def step(self) -> float:
+        return self.apply()
 
     def lr(self) -> float:
         return self.model.get_lr()[0]
 
     def state_dict(self) -> dict:
+        """This rank's optimizer state (one partition of it when ``sharded``) and the schedule."""
         return {"optimizer": self.model.optimizer.state_dict(),
                 "scheduler": self.model.lr_scheduler.state_dict() if self.model.lr_scheduler else None}
 
     def load_state_dict(self, sd: dict) -> None:
-        self.model.optimizer.load_state_dict(sd["optimizer"])
+        """``sd["optimizer"]``: the state dict, or with a sharded optimizer the list of every
+        rank's partition (same world size as when it was saved)."""
+        opt = self.model.optimizer
+        if self.sharded:
+            shards = sd["optimizer"]
+            if not isinstance(shards, list) or len(shards) != self.dist.world_size:
+                have = len(shards) if isinstance(shards, list) else 1
+                raise InputError(f"the saved optimizer state is split over {have} ranks (DeepSpeed ZeRO/bf16), "
+                                 f"this run has {self.dist.world_size}: resume with the same number of processes, "
+                                 "or start a new run from the weights with --finetune <output_dir>/last.pth")
+            opt.load_state_dict(shards, load_optimizer_states=True, load_from_fp32_weights=True)
+        else:
+            opt.load_state_dict(sd["optimizer"])
         if sd.get("scheduler") and self.model.lr_scheduler:
             self.model.lr_scheduler.load_state_dict(sd["scheduler"])
 
 
 def _zero_loss(model) -> torch.Tensor:
     """A zero loss touching every trainable parameter: lets a rank whose whole batch failed
-    to load take part in DDP's gradient all-reduce without changing the weights."""
+    to load take part in the gradient all-reduce without changing the weights."""
     return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
 
 
-def _agree_nonfinite(loss: torch.Tensor, ctx: RunContext) -> bool:
-    """True when the loss is non-finite on any rank (all ranks must skip or stop together)."""
-    bad = np.array([0.0 if torch.isfinite(loss.detach()).item() else 1.0])
-    return bool(D.sum_over_ranks(bad, ctx.dist)[0] > 0)
+EPOCH_SUMS = ("loss_sum", "n_loss", "samples", "gate_sum", "gate_n", "desc_frames", "frames")
 
 
 def train_one_epoch(model, loader, stepper: Stepper, state: TrainState, ctx: RunContext,
                     resumable_state=None) -> dict:
     """One pass over ``loader`` (starting after ``state.batch_in_epoch`` micro-batches when
-    resuming). ``resumable_state()`` builds the dict saved as last.pth every
-    ``--save_every_steps`` optimizer steps. Returns the epoch's training statistics."""
+    resuming, with the running sums of the epoch in ``state.epoch_sums``).
+    ``resumable_state()`` builds the dict saved as last.pth every ``--save_every_steps``
+    optimizer steps. Returns the epoch's training statistics.
+
+    Collectives (identical on every rank, so that no rank waits alone): under DDP one flag
+    per step before the forward of its last micro-batch (does a rank have no sample?), and
+    with several ranks one flag per step after its backward (non-finite loss or gradient).
+    """
     args, info = ctx.args, ctx.dist
     model.train()
     accum = stepper.accum
     total = len(loader) + state.batch_in_epoch  # the loader was built to skip consumed batches
-    loss_sum, n_loss, skipped, t0, samples = 0.0, 0, [], time.time(), 0
-    gate_sum, gate_n, desc_frames, frames = 0.0, 0, 0.0, 0.0
+    if state.batch_in_epoch == 0 or state.epoch_sums is None:
+        state.epoch_sums, state.epoch_skipped = [0.0] * len(EPOCH_SUMS), []
+    sums = dict(zip(EPOCH_SUMS, state.epoch_sums))
+    skipped = state.epoch_skipped
+    t0, samples_at_start = time.time(), sums["samples"]
+    step_bad = []  # (batch index, sample names) of this step's micro-batches with a non-finite loss
     bar = tqdm(loader, total=total, initial=state.batch_in_epoch, disable=not info.is_main,
                desc=f"epoch {state.epoch}", dynamic_ncols=True, leave=False)
-    for batch in bar:
-        i = state.batch_in_epoch
-        boundary = (i + 1) % accum == 0 or i + 1 == total
-        skipped += batch.get("skipped", [])
-        batch = to_device(batch, info.device)
-        empty = len(batch["names"]) == 0
-        with stepper.no_sync(boundary), ctx.autocast():
-            out = None if empty else model(batch)
-            loss = _zero_loss(model) if empty else out["loss"]
-        nonfinite = _agree_nonfinite(loss, ctx) if info.distributed else not torch.isfinite(loss.detach()).item()
-        if nonfinite:
-            where = f"step {state.step} (epoch {state.epoch}, batch {i}), samples: {', '.join(batch['names'][:16])}"
-            if not getattr(args, "skip_nonfinite", False):
-                raise NonFiniteLossError(f"non-finite loss at {where}; rerun with --skip_nonfinite to skip such steps")
-            ctx.log(f"warning: non-finite loss skipped at {where}")
-            state.nonfinite_skipped += 1
-            loss = _zero_loss(model)
-        stepper.backward(loss)
-        if not empty and not nonfinite:
-            loss_sum += float(loss.detach())
-            n_loss += 1
-            samples += len(batch["names"])
-            if out.get("gate") is not None:
-                mask = batch["attention_mask"].unsqueeze(-1).to(out["gate"].dtype)  # (B, T, 1)
-                gate_sum += float((out["gate"].detach() * mask).sum())
-                gate_n += float(mask.sum())
-                desc_frames += float((batch["has_description"] * mask).sum())
-                frames += float(mask.sum())
-        state.batch_in_epoch = i + 1
-        if boundary:
-            grad_norm = stepper.step()
-            state.step += 1
-            if info.is_main and ctx.writer is not None:
-                ctx.writer.add_scalar("train/loss", loss_sum / max(1, n_loss), state.step)
-                ctx.writer.add_scalar("train/lr", stepper.lr(), state.step)
-                ctx.writer.add_scalar("train/grad_norm", grad_norm, state.step)
-            every = getattr(args, "save_every_steps", 0) or 0
-            if every > 0 and state.step % every == 0 and resumable_state is not None and i + 1 < total:
-                snapshot = resumable_state()
-                if info.is_main:
-                    save_last(snapshot, ctx.output_dir)
-        elapsed = time.time() - t0
-        bar.set_postfix(loss=f"{loss_sum / max(1, n_loss):.4f}", lr=f"{stepper.lr():.2e}",
-                        speed=f"{samples / max(elapsed, 1e-9):.1f} samples/s")
-    bar.close()
+    try:  # the bar is cleared before any error message
+        for batch in bar:
+            i = state.batch_in_epoch
+            boundary = (i + 1) % accum == 0 or i + 1 == total
+            skipped += batch.get("skipped", [])
+            batch = to_device(batch, info.device)
+            empty = len(batch["names"]) == 0
+            sync = not D.any_over_ranks(empty, info) if (boundary and stepper.ddp) else True
+            with stepper.micro_batch(boundary, sync):
+                with ctx.autocast():
+                    out = None if empty else model(batch)
+                    loss = _zero_loss(model) if empty else out["loss"]
+                finite = bool(torch.isfinite(loss.detach()).item())
+                if not finite:
+                    step_bad.append((i, list(batch["names"])))
+                stepper.backward(loss)  # a non-finite loss too: every rank takes part in the all-reduce
+            if not empty and finite:
+                sums["loss_sum"] += float(loss.detach())
+                sums["n_loss"] += 1
+                sums["samples"] += len(batch["names"])
+                if out.get("gate") is not None:
+                    mask = batch["attention_mask"].unsqueeze(-1).to(out["gate"].dtype)  # (B, T, 1)
+                    sums["gate_sum"] += float((out["gate"].detach() * mask).sum())
+                    sums["gate_n"] += float(mask.sum())
+                    sums["desc_frames"] += float((batch["has_description"] * mask).sum())
+                    sums["frames"] += float(mask.sum())
+            state.batch_in_epoch = i + 1
+            if boundary:
+                grad_norm = stepper.finish()
+                bad_grad = stepper.checks_grad_norm and not math.isfinite(grad_norm)
+                flags = np.array([float(len(step_bad)), float(bad_grad)])
+                if info.distributed:
+                    flags = D.sum_over_ranks(flags, info)
+                if flags.any():
+                    _nonfinite_step(step_bad, bool(flags[0]), state, ctx, i)
+                    stepper.discard()
+                else:
+                    applied = stepper.apply()
+                    grad_norm = applied if applied is not None else grad_norm
+                step_bad = []
+                state.step += 1
+                state.epoch_sums = [sums[k] for k in EPOCH_SUMS]
+                if info.is_main and ctx.writer is not None:
+                    ctx.writer.add_scalar("train/loss", sums["loss_sum"] / max(1, sums["n_loss"]), state.step)
+                    ctx.writer.add_scalar("train/lr", stepper.lr(), state.step)
+                    ctx.writer.add_scalar("train/grad_norm", grad_norm, state.step)
+                every = getattr(args, "save_every_steps", 0) or 0
+                if every > 0 and state.step % every == 0 and resumable_state is not None and i + 1 < total:
+                    snapshot = resumable_state()
+                    if info.is_main:
+                        save_last(snapshot, ctx.output_dir)
+            elapsed = time.time() - t0
+            bar.set_postfix(loss=f"{sums['loss_sum'] / max(1, sums['n_loss']):.4f}", lr=f"{stepper.lr():.2e}",
+                            speed=f"{(sums['samples'] - samples_at_start) / max(elapsed, 1e-9):.1f} samples/s")
+    finally:
+        bar.close()
+    state.epoch_sums = [sums[k] for k in EPOCH_SUMS]
     # per-sample problems of every rank, reported together
     all_skipped = [s for part in D.all_gather_objects(skipped, info) for s in part]
-    totals = D.sum_over_ranks(np.array([loss_sum, n_loss, samples, gate_sum, gate_n, desc_frames, frames]), info)
+    totals = D.sum_over_ranks(np.array(state.epoch_sums, dtype=np.float64), info)
     stats = {"train_loss": totals[0] / max(1, totals[1]), "train_samples": int(totals[2]),
              "skipped_samples": len(all_skipped), "epoch_time_s": time.time() - t0}
+    if state.nonfinite_skipped:
+        stats["nonfinite_skipped_steps"] = state.nonfinite_skipped
     if totals[4] > 0:
         stats["mean_gate"] = totals[3] / totals[4]
         stats["described_frame_share"] = totals[5] / max(1, totals[6])
@@ -247,6 +355,37 @@ def train_one_epoch(model, loader, stepper: Stepper, state: TrainState, ctx: Run
         if len(all_skipped) > 50:
             ctx.log(f"  ... and {len(all_skipped) - 50} more")
     return stats
+
+
+def _nonfinite_step(step_bad: list, bad_loss: bool, state: TrainState, ctx: RunContext, last_batch: int) -> None:
+    """A step with a NaN/inf loss (on some rank) or gradient: stop with NonFiniteLossError
+    naming the step and the samples, or (``--skip_nonfinite``) count it and go on. Called on
+    every rank with the same flags."""
+    info = ctx.dist
+    parts = D.all_gather_objects(step_bad, info) if info.distributed else [step_bad]
+    batches = sorted({i for part in parts for i, _ in part})
+    names = [n for part in parts for _, ns in part for n in ns]
+    what = "loss" if bad_loss else "gradient (finite loss)"
+    where = (f"optimizer step {state.step + 1} (epoch {state.epoch}, "
+             + (f"micro-batch {', '.join(map(str, batches))}" if batches else f"the step ending at micro-batch {last_batch}")
+             + " of the epoch)")
+    if names:
+        where += f", samples: {', '.join(names[:16])}" + (f" and {len(names) - 16} more" if len(names) > 16 else "")
+    if not getattr(ctx.args, "skip_nonfinite", False):
+        raise NonFiniteLossError(f"non-finite {what} at {where}; lower --lr, check these samples, or rerun "
+                                 "with --skip_nonfinite to skip such steps (counted in log.txt)")
+    state.nonfinite_skipped += 1
+    ctx.log(f"warning: non-finite {what} at {where}: step skipped ({state.nonfinite_skipped} so far)")
+
+
+def _dataset_positions(loader) -> dict | None:
+    """{sample name: position in the dataset} of an evaluation loader's SignDataset (the order
+    of a single-process evaluation), or None when the dataset does not say."""
+    ds = getattr(loader, "dataset", None)
+    keys, labels = getattr(ds, "keys", None), getattr(ds, "labels", None)
+    if keys is None or labels is None:
+        return None
+    return {labels[k].get("name", k) if isinstance(labels[k], dict) else k: i for i, k in enumerate(keys)}
 
 
 @torch.no_grad()
@@ -284,9 +423,13 @@ def evaluate(model, loader, ctx: RunContext, split: str, descriptions_off: bool 
         stats = D.sum_over_ranks(metrics.bleu_statistics(preds, refs), ctx.dist)
         result.update(metrics.bleu_from_statistics(stats))
     gathered = D.all_gather_objects((names, preds, refs, skipped, gates), info)
-    all_names = [n for g in gathered for n in g[0]]
-    all_preds = [p for g in gathered for p in g[1]]
-    all_refs = [r for g in gathered for r in g[2]]
+    rows = [row for g in gathered for row in zip(g[0], g[1], g[2])]
+    positions = _dataset_positions(loader) if info.distributed else None
+    if positions is not None:  # the order of a single-process evaluation (dataset order)
+        rows.sort(key=lambda row: positions.get(row[0], len(positions)))
+    all_names = [r[0] for r in rows]
+    all_preds = [r[1] for r in rows]
+    all_refs = [r[2] for r in rows]
     all_skipped = [s for g in gathered for s in g[3]]
     if not all_names:
         raise SignfuseError(f"eval {split}: no sample could be loaded, nothing to score "

@@ -1,0 +1,108 @@
+"""Generation time per sample: pose-only vs gating (store / online text encoder) vs cross-attention.
+
+    python benchmarks/bench_generate.py           # B=8, T=256, 4 beams, 20 tokens; on CPU 2 layers, vocab 32128
+    python benchmarks/bench_generate.py --full    # mT5-base: 12 layers, vocabulary 250112
+    python benchmarks/bench_generate.py --quick   # CI: B=2, T=64, 1 layer, vocab 8192, 5 tokens
+
+Uni_Sign.generate (beam search) on one batch, model in eval mode, with mT5-base's width
+(the spec's mt5-base-config.json, random weights, the tiny tokenizer). Every sample is made
+to generate exactly --max_new_tokens tokens (min_new_tokens = max_new_tokens), so all
+variants do the same decoding work; at initialisation the fusions are the identity, so all
+variants must also produce the same text (checked). "online": the frozen text encoder with a
+cold cache for every batch; "store": EmbeddingStore lookups. The variants share one mT5 and
+run interleaved, repeat by repeat, in this one process; medians reported.
+"""
+import argparse
+import tempfile
+
+import torch
+
+from common import (build_language_model, build_text_encoder, build_variant, description_pool,
+                    machine_line, median_ms, pick_device, set_threads, synthetic_batch, timed,
+                    write_pool_store)
+
+NAMES = ("pose-only", "gating + store", "gating + online", "cross_attn + store")
+TARGET = ("gating + store", 0.03)  # at most 3% slower per sample than pose-only
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=None, help="mT5 layers (default: 2 on CPU, 12 on GPU)")
+    parser.add_argument("--vocab", type=int, default=None, help="vocabulary (default: 32128 on CPU, 250112 on GPU)")
+    parser.add_argument("--full", action="store_true", help="mT5-base: 12 layers, vocabulary 250112")
+    parser.add_argument("--beams", type=int, default=4)
+    parser.add_argument("--max_new_tokens", type=int, default=20)
+    parser.add_argument("--pool", type=int, default=400, help="distinct description texts")
+    parser.add_argument("--repeats", type=int, default=5, help="timed generations per variant (median)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="B=2, T=64, 1 layer, vocab 8192, 5 tokens (CI)")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    set_threads(args.threads)
+    if args.quick:
+        args.batch, args.frames, args.pool, args.repeats, args.max_new_tokens = 2, 64, 50, 2, 5
+        args.layers, args.vocab = args.layers or 1, args.vocab or 8192
+    gpu = device.type == "cuda"
+    layers = 12 if args.full else args.layers or (12 if gpu else 2)
+    vocab = 250112 if args.full else args.vocab or (250112 if gpu else 32128)
+
+    shared = build_language_model(layers, vocab, device, args.seed)
+    shared["mt5"].generation_config.min_new_tokens = args.max_new_tokens  # same work for all
+    pool = description_pool(args.pool, args.seed)
+    with tempfile.TemporaryDirectory() as folder:
+        from signfuse.models.text_store import EmbeddingStore
+        online = build_text_encoder(shared["config"], shared["tokenizer"], device)
+        store = EmbeddingStore.open(write_pool_store(online, pool, folder)).to(device)
+        sources = {"online": online, "store": store}
+        models = {n: build_variant(n, shared, sources, device, args.seed).eval() for n in NAMES}
+        batch = synthetic_batch(args.batch, args.frames, pool, device, args.seed)
+
+        def generate(name):
+            online.clear_cache()  # cold cache: every batch's texts encoded again
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu):
+                return models[name].generate(batch, max_new_tokens=args.max_new_tokens,
+                                             num_beams=args.beams)
+
+        for name in NAMES:  # warm-up
+            generate(name)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu):
+            ids = {n: models[n].generate_ids(batch, max_new_tokens=args.max_new_tokens,
+                                             num_beams=args.beams) for n in NAMES}
+        for name in NAMES:  # the same tokens (random weights: ids beyond the tiny tokenizer's)
+            assert torch.equal(ids[name], ids["pose-only"]), name
+        assert ids["pose-only"].shape[1] == args.max_new_tokens + 1  # decoder start + new tokens
+        times = {n: [] for n in NAMES}
+        for r in range(args.repeats):
+            order = NAMES[r % len(NAMES):] + NAMES[:r % len(NAMES)]  # rotate the order
+            for name in order:
+                times[name].append(timed(lambda: generate(name), device))
+
+    config = shared["config"]
+    reduced = [f"{layers} layers instead of 12"] if layers != 12 else []
+    reduced += [f"vocabulary {vocab} instead of 250112"] if vocab != 250112 else []
+    print(machine_line(device))
+    print(f"settings: B={args.batch}, T={args.frames}, {args.beams} beams, exactly "
+          f"{args.max_new_tokens} new tokens per sample, {len(batch['desc_texts'])} distinct texts "
+          f"in the batch; {'bf16 autocast' if gpu else 'float32'} on {device}; median of "
+          f"{args.repeats} generations per variant, interleaved")
+    print(f"model: mT5-base shape from {shared['source']} (d_model {config['d_model']}), random "
+          f"weights{', reduced: ' + ', '.join(reduced) if reduced else ''}; tiny tokenizer")
+    print("check: every variant generates the same token ids, all of length max_new_tokens "
+          "(fusions are the identity at initialisation)")
+    base = median_ms(times["pose-only"]) / args.batch
+    print(f"{'variant':<22}{'ms/sample':>12}{'vs pose-only':>14}")
+    for name in NAMES:
+        per_sample = median_ms(times[name]) / args.batch
+        print(f"{name:<22}{per_sample:>12.1f}{(per_sample / base - 1) * 100:>+13.1f}%")
+    name, limit = TARGET
+    slower = median_ms(times[name]) / args.batch / base - 1
+    print(f"target: {name} < {limit:.0%} slower than pose-only: {slower:+.1%} "
+          f"({'met' if slower < limit else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""Several processes: torchrun (DDP, gloo on CPU) and the deepspeed launcher end to end, and
+the pieces they rely on (samplers, distributed evaluation, the engine's per-step agreement
+between ranks, the replica check) in two gloo processes.
+
+The end-to-end tests run ``fine_tuning.py`` on CPU with the tiny mT5 and a few synthetic
+samples, one thread per process.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+
+from signfuse.training import distributed as D
+from signfuse.training import engine
+from signfuse.training.run import BatchShardSampler, ResumableSampler
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
+           CUDA_VISIBLE_DEVICES="", DS_ACCELERATOR="cpu", PYTHONUNBUFFERED="1")
+for _name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+    ENV.pop(_name, None)
+
+
+# ----------------------------------------------------------------------------- samplers
+
+@pytest.mark.parametrize("n,world,batch", [(10, 2, 2), (11, 2, 3), (7, 3, 2), (5, 1, 2)])
+def test_resumable_sampler_skips_exactly_the_consumed_batches(n, world, batch):
+    data = list(range(n))
+    for skip in range(0, 4):
+        for rank in range(world):
+            full = ResumableSampler(data, world, rank, shuffle=True, seed=3, batch_size=batch)
+            full.set_epoch(5)
+            part = ResumableSampler(data, world, rank, shuffle=True, seed=3, batch_size=batch)
+            part.set_epoch(5)
+            part.set_start_batch(skip)
+            expected = list(full)[skip * batch:]
+            assert list(part) == expected
+            assert len(part) == len(expected)
+
+
+def test_resumable_sampler_with_another_number_of_processes_sees_each_sample_once():
+    n, batch = 13, 2
+    consumed = []
+    for rank in range(2):  # 2 batches per rank done by a 2-process run
+        s = ResumableSampler(list(range(n)), 2, rank, shuffle=True, seed=0, batch_size=batch)
+        consumed += list(s)[: 2 * batch]
+    rest = []
+    for rank in range(3):  # continued by 3 processes
+        s = ResumableSampler(list(range(n)), 3, rank, shuffle=True, seed=0, batch_size=batch)
+        s.set_start_batch(2, world_size=2)
+        rest += list(s)
+    assert len(set(consumed)) == len(consumed) == 8
+    unseen = [i for i in rest if i not in consumed]  # the rest is padding (repeats)
+    assert sorted(unseen) == sorted(set(range(n)) - set(consumed))
+
+
+@pytest.mark.parametrize("n,batch,world", [(9, 2, 2), (4, 2, 3), (1, 4, 2), (10, 3, 4)])
+def test_batch_shard_sampler_keeps_single_process_batches(n, batch, world):
+    single = list(BatchShardSampler(n, batch, 0, 1))
+    shards = [list(BatchShardSampler(n, batch, r, world)) for r in range(world)]
+    assert sorted(b for s in shards for b in s) == sorted(single)  # same batches, each once
+    assert [i for b in single for i in b] == list(range(n))
+
+
+def test_deepspeed_launcher_flag_is_accepted():
+    from signfuse.cli import run_parser
+    assert run_parser().parse_args(["--local_rank=1"]).local_rank == 1
+    assert run_parser().parse_args(["--local-rank", "0"]).local_rank == 0
+    assert run_parser().parse_args([]).local_rank is None
+
+
+# ----------------------------------------------------------------------------- two gloo processes
+
+WORDS = "i you mother friend want eat go see happy sad big small hot cold yes no".split()
+
+
+def eval_samples(n=9):
+    """(name, reference, prediction): predictions that share some words with the references."""
+    rows = []
+    for i in range(n):
+        ref = " ".join(WORDS[(i * 3 + k) % len(WORDS)] for k in range(2 + i % 4))
+        words = ref.split()
+        pred = " ".join(words[: max(1, len(words) - i % 3)] + (["no"] if i % 2 else []))
+        rows.append((f"s{i:02d}", ref, pred))
+    return rows
+
+
+class EvalDataset(torch.utils.data.Dataset):
+    """Looks like SignDataset to the evaluation (keys, labels; items with a name and a target)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.keys = [r[0] for r in rows]
+        self.labels = {r[0]: {"name": r[0]} for r in rows}
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
+def eval_collate(items):
+    return {"names": [r[0] for r in items], "targets": [r[1] for r in items],
+            "pred": [r[2] for r in items], "skipped": []}
+
+
+class FakeNet(torch.nn.Module):
+    """generate() returns the batch's canned predictions."""
+
+    def __init__(self):
+        super().__init__()
+        self.cfg = SimpleNamespace(use_descriptions=False)
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def generate(self, batch):
+        return list(batch["pred"])
+
+
+def run_eval(info, out_dir):
+    ds = EvalDataset(eval_samples())
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=BatchShardSampler(len(ds), 2, info.rank, info.world_size),
+                                         collate_fn=eval_collate)
+    args = SimpleNamespace(dataset="Synthetic", task="SLT")
+    ctx = engine.RunContext(args=args, dist=info, output_dir=Path(out_dir), log=lambda *_: None)
+    return engine.evaluate(FakeNet(), loader, ctx, "dev")
+
+
+class ToyModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 1)
+        self.bn = torch.nn.BatchNorm1d(3)  # running statistics: buffers that differ per rank
+
+    def forward(self, batch):
+        loss = ((self.lin(self.bn(batch["x"])).squeeze(-1) - batch["y"]) ** 2).mean()
+        return {"loss": loss, "gate": None}
+
+
+def toy_batches(rank, n=8):
+    """Rank 1's micro-batch 3 (the end of step 2) has no sample; rank 0's micro-batch 4 has a NaN."""
+    g = torch.Generator().manual_seed(100 + rank)
+    batches = []
+    for i in range(n):
+        x, y = torch.randn(2, 3, generator=g), torch.randn(2, generator=g)
+        names = [f"r{rank}b{i}a", f"r{rank}b{i}b"]
+        if rank == 1 and i == 3:
+            x, y, names = x[:0], y[:0], []
+        if rank == 0 and i == 4:
+            x[0, 0] = float("nan")
+        batches.append({"x": x, "y": y, "names": names, "skipped": []})
+    return batches
+
+
+def run_toy_ddp(info):
+    torch.manual_seed(0)
+    model = D.wrap_ddp(ToyModel(), info)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    stepper = engine.Stepper(model, opt, sched, accum=2, clip=1.0, dist_info=info)
+    assert stepper.ddp
+    logs = []
+    args = SimpleNamespace(skip_nonfinite=True, save_every_steps=0, gradient_accumulation_steps=2)
+    ctx = engine.RunContext(args=args, dist=info, log=logs.append)
+    state = engine.TrainState()
+    stats = engine.train_one_epoch(model, toy_batches(info.rank), stepper, state, ctx)
+    D.broadcast_buffers(model.module, info)
+    digest = D.check_replicas(model.module, info)
+    return {"digest": digest, "skipped": state.nonfinite_skipped, "steps": state.step, "logs": logs,
+            "samples": stats["train_samples"], "finite": all(bool(torch.isfinite(p).all()) for p in model.parameters())}
+
+
+def gloo_worker(rank, world, store, out_dir):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    info = D.DistInfo(rank=rank, world_size=world)
+    try:
+        result = {"eval": run_eval(info, Path(out_dir) / "eval2")}
+        result["toy"] = run_toy_ddp(info)
+        # a rank that drifted apart is caught
+        torch.manual_seed(1)
+        net = ToyModel()
+        if rank == 1:
+            net.lin.bias.data += 1e-6
+        try:
+            D.check_replicas(net, info)
+            result["mismatch"] = None
+        except D.ReplicaMismatchError as e:
+            result["mismatch"] = str(e)
+        (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(result))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def gloo_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gloo")
+    torch.multiprocessing.spawn(gloo_worker, args=(2, str(out / "store"), str(out)), nprocs=2, join=True)
+    return out, [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+def test_distributed_evaluation_equals_a_single_process(gloo_results):
+    out, ranks = gloo_results
+    single = run_eval(D.DistInfo(), out / "eval1")
+    assert 0 < single["bleu4"] < 100 and 0 < single["rouge"] < 100
+    for r in ranks:
+        assert r["eval"] == single and r["eval"]["samples"] == 9
+    for name in ("dev_tmp_pres.txt", "dev_tmp_refs.txt"):
+        assert (out / "eval2" / name).read_bytes() == (out / "eval1" / name).read_bytes()
+
+
+def test_ranks_agree_on_empty_and_nonfinite_micro_batches(gloo_results):
+    _, ranks = gloo_results
+    a, b = ranks[0]["toy"], ranks[1]["toy"]
+    assert a["digest"] == b["digest"] and a["finite"] and b["finite"]
+    assert a["skipped"] == b["skipped"] == 1 and a["steps"] == b["steps"] == 4
+    assert a["samples"] == 2 * 7 + 2 * 7  # every rank's finite, non-empty micro-batches
+    assert any("r0b4a" in m and "step skipped" in m for m in a["logs"])
+
+
+def test_replica_check_names_the_rank_that_differs(gloo_results):
+    _, ranks = gloo_results
+    assert ranks[0]["mismatch"] == ranks[1]["mismatch"]
+    assert "rank(s) 1 differ from rank 0" in ranks[0]["mismatch"]
+
+
+# ----------------------------------------------------------------------------- torchrun and deepspeed
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def flags(data: Path, out: Path, *extra) -> list:
+    return ["--device", "cpu", "--dataset", "Synthetic", "--data_root", str(data), "--mt5_model", "tiny",
+            "--use_descriptions", "--desc_dir", str(data / "description"), "--text_dropout_p", "0.3",
+            "--batch-size", "2", "--gradient-accumulation-steps", "2", "--epochs", "2", "--max_length", "16",
+            "--num_workers", "0", "--max_samples", "10", "--seed", "3", "--save_every_steps", "1",
+            "--output_dir", str(out), *extra]
+
+
+def torchrun(nproc: int, args: list, timeout=400) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--master_port", str(free_port()), str(REPO / "fine_tuning.py"), *args]
+    return subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def logged_digest(out: Path) -> str:
+    lines = [l for l in (out / "run.txt").read_text().splitlines() if l.startswith("replicas:")]
+    assert len(lines) == 1, lines
+    return lines[0].split("sha256 ")[1].rstrip(")")
+
+
+def eval_results(out: Path) -> dict:
+    """{split: metrics} from the run.txt of an --eval run, without the timing."""
+    res = {}
+    for line in (out / "run.txt").read_text().splitlines():
+        for split in ("dev", "test"):
+            if line.startswith(f"{split}: {{"):
+                res[split] = {k: v for k, v in json.loads(line[len(split) + 2:]).items() if k != "time_s"}
+    return res
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from signfuse.data.synthetic import make_synthetic
+    root = tmp_path_factory.mktemp("dist_data")
+    make_synthetic(root, samples=20, seed=1, min_frames=20, max_frames=76, split=(0.5, 0.25, 0.25))
+    return root
+
+
+@pytest.fixture(scope="module")
+def ddp_run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp") / "out"
+    r = torchrun(2, flags(data, out))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    return out
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_hold_identical_weights(ddp_run):
+    out = ddp_run
+    log = (out / "run.txt").read_text()
+    assert "distributed: 2 processes (DDP, gloo)" in log
+    assert log.count("model: ") == 1  # only rank 0 logs
+    digest = logged_digest(out)  # every rank's weights hashed and compared at the end
+    last = torch.load(out / "last.pth", weights_only=True)
+    assert D.state_digest(last["model"]) == digest
+    assert D.state_digest(torch.load(out / "checkpoint_1.pth", weights_only=True)["model"]) == digest
+    assert last["world_size"] == 2 and len(last["ranks"]) == 2 and last["epoch"] == 2
+    assert len(list(out.glob("events.out.tfevents.*"))) == 1  # one TensorBoard writer (rank 0)
+    assert [json.loads(l)["epoch"] for l in (out / "log.txt").read_text().splitlines()] == [0, 1]
+
+
+@pytest.mark.slow
+def test_torchrun_evaluation_equals_single_process_evaluation(ddp_run, data, tmp_path):
+    ckpt = ddp_run / "checkpoint_1.pth"
+    one, two = tmp_path / "one", tmp_path / "two"
+    r = torchrun(2, flags(data, two, "--eval", "--finetune", str(ckpt), "--batch-size", "2"))
+    assert r.returncode == 0, r.stderr[-4000:]
+    r = subprocess.run([sys.executable, str(REPO / "fine_tuning.py"),
+                        *flags(data, one, "--eval", "--finetune", str(ckpt), "--batch-size", "2")],
+                       env=ENV, cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-4000:]
+    res1, res2 = eval_results(one), eval_results(two)
+    assert set(res1) == {"dev", "test"} and res1 == res2  # BLEU from summed statistics, ROUGE gathered
+    assert res1["dev"]["samples"] == 5  # 3 batches of 2: one rank has 2 of them, the other 1
+    for split in ("dev", "test"):
+        for kind in ("pres", "refs"):
+            name = f"{split}_tmp_{kind}.txt"
+            assert (one / name).read_bytes() == (two / name).read_bytes(), name
+        g1, g2 = np.load(one / f"{split}_gates.npz"), np.load(two / f"{split}_gates.npz")
+        assert sorted(g1.files) == sorted(g2.files)
+        for k in g1.files:
+            np.testing.assert_array_equal(g1[k], g2[k])
+
+
+def _deepspeed_available() -> bool:
+    try:
+        import deepspeed  # noqa: F401
+    except Exception:  # noqa: BLE001 - any import problem means: not usable here
+        return False
+    return shutil.which("deepspeed") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _deepspeed_available(), reason="DeepSpeed is not installed")
+def test_deepspeed_launcher_on_cpu_trains_like_torchrun(ddp_run, data, tmp_path):
+    """``deepspeed --num_gpus 2 fine_tuning.py ... --device cpu``: the launcher's --local_rank
+    selects the DeepSpeed engine (ZeRO stage 0 and float32 on CPU, gloo); its steps fall
+    where DDP's do, so it ends with bit-identical weights."""
+    out = tmp_path / "ds"
+    cmd = ["deepspeed", "--num_gpus", "2", "--master_port", str(free_port()), str(REPO / "fine_tuning.py"),
+           *flags(data, out)]
+    r = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    log = (out / "run.txt").read_text()
+    assert "distributed: 2 processes (DeepSpeed, gloo)" in log
+    assert logged_digest(out) == logged_digest(ddp_run)
+    last = torch.load(out / "last.pth", weights_only=True)
+    ref = torch.load(ddp_run / "last.pth", weights_only=True)
+    assert last["step"] == ref["step"] and last["stepper"]["scheduler"]["last_epoch"] == ref["stepper"]["scheduler"]["last_epoch"]
+    assert last["stepper"]["optimizer"]["state"].keys() == ref["stepper"]["optimizer"]["state"].keys()

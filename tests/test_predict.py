@@ -1,0 +1,223 @@
+"""`signfuse predict`: one pose file (and its description file) -> one line of text.
+
+Checkpoints of a pose-only and of a description model (gating, cross-attention), saved the
+way a run saves them and in Uni-Sign's bare format; the printed text must be what the model
+generates for the same sample through the dataset pipeline; bad inputs stop with exit 2
+and one line naming the file.
+"""
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from signfuse.cli import main
+from signfuse.config import ModelConfig
+from signfuse.data import paths
+from signfuse.data.dataset import SignDataset, collate_fn
+from signfuse.data.descriptions import Describer
+from signfuse.data.synthetic import make_synthetic
+from signfuse.models.uni_sign import attach_text_source, build_model
+from signfuse.training import run
+
+NODES = {"body": 9, "left": 21, "right": 21, "face_all": 18}
+SAMPLE = "synth_00006"  # test split, described
+UNDESCRIBED = "synth_00007"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def one_error_line(err: str, *names) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("signfuse: error: "), err
+    assert "Traceback" not in err
+    for name in names:
+        assert str(name) in lines[0], (name, lines[0])
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- models and data
+
+def _trained_pose_state() -> dict:
+    """The tiny pose-only model after a short deterministic fine-tuning on a hand-made batch
+    (so that it generates words, not padding)."""
+    g = torch.Generator().manual_seed(1234)
+    lengths, T = (7, 5, 3), 7
+    batch = {}
+    for part, V in NODES.items():
+        x = torch.rand(len(lengths), T, V, 3, generator=g) * 2 - 1
+        for i, n in enumerate(lengths):
+            x[i, n:] = x[i, n - 1].clone()
+        batch[part] = x
+    batch["attention_mask"] = torch.tensor([[1] * n + [0] * (T - n) for n in lengths])
+    batch["targets"] = ["i want water", "you go home today", "no"]
+    model = build_model(ModelConfig(dataset="Synthetic"), "tiny", seed=0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "dropout", None), float):
+            module.dropout = 0.0
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    for _ in range(30):
+        loss = model(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.state_dict()
+
+
+def _description_model(kind: str, pose_state: dict):
+    """Trained pose weights + "trained" fusion weights that change the features."""
+    model = build_model(ModelConfig(dataset="Synthetic", use_descriptions=True, text_fusion_type=kind), "tiny", seed=0)
+    attach_text_source(model, SimpleNamespace(mt5_model="tiny"))
+    model.load_state_dict(pose_state, strict=False)
+    # the projections' scale: chosen so that the descriptions change SAMPLE's prediction
+    big, scale = (("fusion.proj",), 30.0) if kind == "gating" else (("fusion.v_proj", "fusion.out_proj"), 3.0)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.text_fusion.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (scale if name.startswith(big) else 0.02))
+        if kind == "cross_attn":
+            model.text_fusion.fusion.alpha.fill_(1.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Synthetic data and checkpoints: pose-only (run format and Uni-Sign's bare format),
+    gating and cross_attn (run format and bare)."""
+    root = tmp_path_factory.mktemp("syn")
+    make_synthetic(root, samples=8, seed=0, invalid_files=0, split=(0.5, 0.25, 0.25), max_frames=76,
+                   desc_fraction=0.6)
+    ckpt_dir = tmp_path_factory.mktemp("ckpt")
+    state = _trained_pose_state()
+    pose_model = build_model(ModelConfig(dataset="Synthetic"), "tiny", seed=0)
+    pose_model.load_state_dict(state)
+    models = {"pose": pose_model.eval()}
+    models.update({kind: _description_model(kind, state) for kind in ("gating", "cross_attn")})
+    ckpts = {}
+    for name, model in models.items():
+        args = SimpleNamespace(mt5_model="tiny", use_descriptions=name != "pose", desc_encoder=None)
+        ckpts[name] = ckpt_dir / f"{name}.pth"
+        torch.save(run.checkpoint_dict(model, model.cfg, args, epoch=3), ckpts[name])
+        ckpts[name + "_bare"] = ckpt_dir / f"{name}_bare.pth"
+        torch.save({"model": model.state_dict()}, ckpts[name + "_bare"])
+    return SimpleNamespace(root=root, models=models, ckpts=ckpts,
+                           pose=lambda s: root / "dataset" / "Synthetic" / "pose_format" / f"{s}.pkl",
+                           desc=lambda s: root / "description" / "Synthetic" / f"{s}.json")
+
+
+def expected_text(setup, name: str, sample: str, descriptions: bool, **gen) -> str:
+    """What the model generates for ``sample`` through the dataset pipeline (eval sampling)."""
+    describer = Describer(setup.root / "description" / "Synthetic")
+    ds = SignDataset(paths.label_path("Synthetic", "test", data_root=setup.root),
+                     paths.pose_dir("Synthetic", "test", data_root=setup.root), "Synthetic", "test",
+                     max_length=256, describer=describer)
+    batch = collate_fn([ds[ds.keys.index(sample)]])
+    model = setup.models[name]
+    off = {"descriptions_off": not descriptions} if model.cfg.use_descriptions else {}
+    return model.generate(batch, max_new_tokens=gen.get("max_new_tokens", 100), num_beams=gen.get("num_beams", 4), **off)[0]
+
+
+def predict(capsys, *argv):
+    rc = main(["predict", "--mt5_model", "tiny", "--device", "cpu", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+# ----------------------------------------------------------------------------- success
+
+def test_pose_only_checkpoint(setup, capsys):
+    rc, out, err = predict(capsys, "--finetune", setup.ckpts["pose"], "--pose", setup.pose(SAMPLE))
+    assert rc == 0 and err == ""
+    assert out.count("\n") == 1 and out.endswith("\n")
+    text = out[:-1]
+    assert text and text == expected_text(setup, "pose", SAMPLE, descriptions=False)
+    # Uni-Sign's bare {'model': state_dict} gives the same (--dataset for the prompt's language)
+    rc, out, _ = predict(capsys, "--finetune", setup.ckpts["pose_bare"], "--pose", setup.pose(SAMPLE),
+                         "--dataset", "Synthetic")
+    assert rc == 0 and out == text + "\n"
+    # a description file is not used by a pose-only model: said on stderr, same text
+    rc, out, err = predict(capsys, "--finetune", setup.ckpts["pose"], "--pose", setup.pose(SAMPLE),
+                           "--description", setup.desc(SAMPLE))
+    assert rc == 0 and out == text + "\n"
+    assert err.count("\n") == 1 and "--use_descriptions" in err and "warning" in err
+
+
+@pytest.mark.parametrize("kind", ["gating", "cross_attn"])
+def test_description_checkpoint(kind, setup, capsys):
+    ckpt = setup.ckpts[kind]
+    rc, out, err = predict(capsys, "--finetune", ckpt, "--pose", setup.pose(SAMPLE), "--description", setup.desc(SAMPLE))
+    assert rc == 0 and err == "" and out.count("\n") == 1
+    with_desc = out[:-1]
+    assert with_desc == expected_text(setup, kind, SAMPLE, descriptions=True)
+    # without the file: every frame masked, as --eval_descriptions off
+    rc, out, _ = predict(capsys, "--finetune", ckpt, "--pose", setup.pose(SAMPLE))
+    assert rc == 0 and out.count("\n") == 1
+    without = out[:-1]
+    assert without == expected_text(setup, kind, SAMPLE, descriptions=False)
+    assert with_desc and without and with_desc != without  # the descriptions change this prediction
+    if kind == "gating":
+        return
+    # a bare checkpoint (no recorded config): the fusion type is read from the weights
+    rc, out, _ = predict(capsys, "--finetune", setup.ckpts[kind + "_bare"], "--pose", setup.pose(SAMPLE),
+                         "--description", setup.desc(SAMPLE), "--dataset", "Synthetic")
+    assert rc == 0 and out == with_desc + "\n"
+
+
+def test_generation_flags(setup, capsys):
+    rc, out, _ = predict(capsys, "--finetune", setup.ckpts["gating"], "--pose", setup.pose(UNDESCRIBED),
+                         "--num_beams", "1", "--max_new_tokens", "2")
+    assert rc == 0 and out.count("\n") == 1
+    assert out[:-1] == expected_text(setup, "gating", UNDESCRIBED, descriptions=False, num_beams=1, max_new_tokens=2)
+    assert len(out.split()) <= 2
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+def test_missing_pose_file(setup, capsys, tmp_path):
+    missing = tmp_path / "nowhere.pkl"
+    for name in ("pose", "gating"):
+        rc, out, err = predict(capsys, "--finetune", setup.ckpts[name], "--pose", missing)
+        assert rc == 2 and out == ""
+        one_error_line(err, missing)
+
+
+def test_unreadable_pose_file(setup, capsys, tmp_path):
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(b"not a pickle")
+    rc, out, err = predict(capsys, "--finetune", setup.ckpts["pose"], "--pose", bad)
+    assert rc == 2 and out == ""
+    one_error_line(err, bad)
+
+
+@pytest.mark.parametrize("content", [None, b"{oops", b"[1, 2]", json.dumps({"frames": [1]}).encode()],
+                         ids=["missing", "not-json", "array", "frames-not-object"])
+def test_bad_description_file(content, setup, capsys, tmp_path):
+    path = tmp_path / "desc.json"
+    if content is not None:
+        path.write_bytes(content)
+    rc, out, err = predict(capsys, "--finetune", setup.ckpts["gating"], "--pose", setup.pose(SAMPLE),
+                           "--description", path)
+    assert rc == 2 and out == ""
+    one_error_line(err, path)
+
+
+def test_bad_checkpoint(setup, capsys, tmp_path):
+    missing = tmp_path / "none.pth"
+    rc, _, err = predict(capsys, "--finetune", missing, "--pose", setup.pose(SAMPLE))
+    assert rc == 2
+    one_error_line(err, missing)
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(Path(setup.ckpts["pose"]).read_bytes()[:1000])
+    rc, _, err = predict(capsys, "--finetune", corrupt, "--pose", setup.pose(SAMPLE))
+    assert rc == 2
+    one_error_line(err, corrupt)
