@@ -15,6 +15,7 @@ and exit status 2 (no traceback).
 """
 import argparse
 import json
+import os
 import sys
 
 from signfuse.config import ALIGNMENTS, DATASETS, FUSION_TYPES, TASKS, UNISIGN_MT5_DIR
@@ -206,6 +207,13 @@ def _extra_commands():
     return [demo.register, plotting.register, check.register, text_store.register]
 
 
+def _rank_tag() -> str:
+    """' (rank N)' for the processes other than rank 0 of a multi-process run, so that the
+    same error from every rank reads as one line plus marked copies."""
+    rank = os.environ.get("RANK", "0")
+    return "" if rank == "0" else f" (rank {rank})"
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -213,7 +221,7 @@ def main(argv=None) -> int:
     try:
         args.func(args)
     except SignfuseError as e:
-        print(f"signfuse: error: {e}", file=sys.stderr)
+        print(f"signfuse: error{_rank_tag()}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("signfuse: interrupted", file=sys.stderr)
@@ -227,6 +235,6 @@ def fine_tuning_main(argv=None) -> int:
     try:
         _run(args, evaluate_only=False)
     except SignfuseError as e:
-        print(f"fine_tuning.py: error: {e}", file=sys.stderr)
+        print(f"fine_tuning.py: error{_rank_tag()}: {e}", file=sys.stderr)
         return 2
     return 0

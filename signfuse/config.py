@@ -3,7 +3,7 @@
 ``ModelConfig`` travels through the whole model (pose encoder, fusion, Uni_Sign), as in
 nanoGPT. ``DATASETS`` describes the dataset layouts and their languages.
 """
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 # Uni-Sign's datasets, plus the synthetic benchmark of ``signfuse make-synthetic``.
 DATASETS = ("CSL_News", "CSL_Daily", "WLASL", "How2Sign", "OpenASL", "Synthetic")

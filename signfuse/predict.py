@@ -67,7 +67,7 @@ def predict_file(args) -> str:
         saved_args = ckpt.get("args") if isinstance(ckpt, dict) else None
         saved_encoder = saved_args.get("desc_encoder") if isinstance(saved_args, dict) else None
         attach_text_source(model, args, mt5_model=args.mt5_model, desc_encoder=args.desc_encoder or saved_encoder)
-    load_weights(model, args.finetune, log=lambda *_: None)
+    load_weights(model, args.finetune, log=lambda *_: None, checkpoint=ckpt)
     model.to(device).eval()
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collate_fn([item]).items()}
     with torch.no_grad():

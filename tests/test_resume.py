@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
@@ -39,6 +38,7 @@ def train_flags(data: Path, out: Path, *extra) -> list:
             "--use_descriptions", "--desc_dir", str(data / "description"), "--text_dropout_p", "0.3",
             "--batch-size", "2", "--gradient-accumulation-steps", "2", "--epochs", "2", "--max_length", "16",
             "--num_workers", "0", "--max_samples", "10", "--seed", "7", "--save_every_steps", "1",
+            "--max_new_tokens", "12", "--num_beams", "2",
             "--output_dir", str(out), *extra]
 
 
@@ -272,7 +272,7 @@ def test_nonfinite_loss_from_the_command_line(data, tmp_path, capsys):
     from signfuse.cli import fine_tuning_main
     flags = ["--device", "cpu", "--dataset", "Synthetic", "--data_root", str(data), "--mt5_model", "tiny",
              "--batch-size", "2", "--gradient-accumulation-steps", "1", "--epochs", "1", "--max_length", "8",
-             "--num_workers", "0", "--max_samples", "6", "--lr", "1e30"]
+             "--num_workers", "0", "--max_samples", "6", "--lr", "1e30", "--max_new_tokens", "8"]
     assert fine_tuning_main(flags + ["--output_dir", str(tmp_path / "stop")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("fine_tuning.py: error: non-finite loss at optimizer step 2 (epoch 0, micro-batch 1")

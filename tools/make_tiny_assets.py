@@ -7,8 +7,6 @@ Writes ``spiece.model`` (a SentencePiece unigram model trained on text built fro
 mT5 configuration). Deterministic: the same lexicon gives the same files.
 """
 import io
-import itertools
-import json
 import random
 import tempfile
 from pathlib import Path

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from signfuse.config import TINY_MT5, ModelConfig
 from signfuse.errors import InputError

@@ -17,12 +17,16 @@ from signfuse.errors import InputError
 FUSION_PREFIX = "text_fusion."  # keys added by --use_descriptions (outside Uni-Sign's)
 
 
-def safe_torch_load(path) -> dict:
-    """torch.load with weights_only=True; every failure is one InputError naming the file."""
+def safe_torch_load(path, safe_globals=()) -> dict:
+    """torch.load with weights_only=True; every failure is one InputError naming the file.
+    ``safe_globals``: plain-data classes allowed besides tensors and containers."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
     try:
+        if safe_globals:
+            with torch.serialization.safe_globals(list(safe_globals)):
+                return torch.load(path, map_location="cpu", weights_only=True)
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
@@ -49,15 +53,17 @@ def state_dict_of(obj, path) -> dict:
     raise InputError(f"{path}: no model weights found (expected {{'model': state_dict}} as Uni-Sign saves)")
 
 
-def load_weights(model: torch.nn.Module, path, allow_unexpected: bool = False, log=print) -> dict:
+def load_weights(model: torch.nn.Module, path, allow_unexpected: bool = False, log=print,
+                 checkpoint=None) -> dict:
     """Load a checkpoint into ``model``: strict for every key the checkpoint should hold.
 
     Missing keys are an error, except the description-fusion keys (``text_fusion.*``), which a
     Uni-Sign checkpoint cannot have: they are reported as newly initialised. Unexpected keys and
     shape mismatches are errors (``allow_unexpected`` turns unexpected keys into a warning).
+    ``checkpoint``: the already loaded contents of ``path`` (saves reading it twice).
     Returns {'missing', 'unexpected', 'new_fusion'} lists.
     """
-    sd = state_dict_of(safe_torch_load(path), path)
+    sd = state_dict_of(safe_torch_load(path) if checkpoint is None else checkpoint, path)
     sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
     own = model.state_dict()
     mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
@@ -75,7 +81,11 @@ def load_weights(model: torch.nn.Module, path, allow_unexpected: bool = False, l
         raise InputError(f"{path}: {len(missing)} weights of the model are missing from the checkpoint: "
                          + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))
     if unexpected:
-        hint = " (fusion weights: add --use_descriptions)" if any(k.startswith(FUSION_PREFIX) for k in unexpected) else ""
+        hint = ""
+        if any(k.startswith(FUSION_PREFIX) for k in unexpected):
+            has_fusion = any(k.startswith(FUSION_PREFIX) for k in own)
+            hint = (" (fusion weights of another kind: check --text_fusion_type)" if has_fusion
+                    else " (fusion weights: add --use_descriptions)")
         msg = (f"{path}: {len(unexpected)} weights of the checkpoint are not in this model{hint}: "
                + ", ".join(unexpected[:8]) + (" ..." if len(unexpected) > 8 else ""))
         if not allow_unexpected:
@@ -142,20 +152,35 @@ def save_last(state: dict, output_dir) -> Path:
     return last
 
 
-def load_last(output_dir, log=print) -> dict | None:
+def deepspeed_state_classes() -> list:
+    """The plain-data classes inside DeepSpeed's ZeRO / bf16 optimizer state dicts (loss
+    scaler settings, the ZeRO stage, parameter slice addresses): allowed when a DeepSpeed run
+    reads its last.pth back, still with weights_only=True."""
+    try:
+        from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+        from deepspeed.runtime.zero.config import ZeroStageEnum
+        from deepspeed.utils.tensor_fragment import fragment_address
+    except Exception:  # noqa: BLE001 - DeepSpeed absent or reorganised: plain loading only
+        return []
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+def load_last(output_dir, log=print, deepspeed: bool = False) -> dict | None:
     """The newest readable resumable state in ``output_dir`` (``last.pth``, else
     ``last.prev.pth``, with a warning), or None when neither file exists.
 
     A damaged file (truncated by a crash or a full disk, not a checkpoint) is reported and
     the previous one used; when every file that exists is damaged, InputError (a run asked
-    to resume must not silently start again from scratch)."""
+    to resume must not silently start again from scratch). ``deepspeed``: the state may hold
+    a DeepSpeed optimizer's (``deepspeed_state_classes``)."""
     problems = []
+    extra = deepspeed_state_classes() if deepspeed else []
     for name in (LAST, PREVIOUS):
         path = Path(output_dir) / name
         if not path.exists():
             continue
         try:
-            state = safe_torch_load(path)
+            state = safe_torch_load(path, safe_globals=extra)
             if not (isinstance(state, dict) and isinstance(state.get("model"), dict) and "step" in state
                     and "stepper" in state):
                 raise InputError(f"{path}: not a resumable state (no model/stepper/step entries)")

@@ -214,9 +214,18 @@ class DeepSpeedStepper(Stepper):
         return float(norm) if norm is not None else float("nan")
 
     def discard(self) -> None:
+        """DeepSpeed's own optimizers (ZeRO, bf16, fp16) find the non-finite gradients themselves
+        (they were all-reduced to every rank), skip the update and clear their buffers; with
+        the plain optimizer (ZeRO stage 0 in float32: CPU) the gradients are dropped here and
+        the schedule advances, as with torch."""
+        if self.model.optimizer is not getattr(self.model, "basic_optimizer", self.model.optimizer):
+            if not (self.model.bfloat16_enabled() or self.model.fp16_enabled()):
+                raise NonFiniteLossError("a non-finite step cannot be skipped with DeepSpeed ZeRO in float32 "
+                                         "(it has no overflow check): use --dtype bf16/fp16 or --zero_stage 0")
+            self.model.step()
+            return
         self.model.zero_grad()
-        if hasattr(self.model.optimizer, "zero_grad"):
-            self.model.optimizer.zero_grad()
+        self.model.optimizer.zero_grad(set_to_none=True)
         if self.model.lr_scheduler is not None:
             self.model.lr_scheduler.step()
 

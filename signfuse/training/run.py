@@ -5,6 +5,7 @@ Used by ``fine_tuning.py`` and ``signfuse train`` / ``signfuse eval``.
 """
 import json
 import time
+from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from signfuse.config import SPLITS, TINY_MT5, ModelConfig
+from signfuse.config import SPLITS, ModelConfig
 from signfuse.data import paths
 from signfuse.data.dataset import SignDataset, collate_fn
 from signfuse.errors import InputError
@@ -57,12 +58,21 @@ class ResumableSampler(DistributedSampler):
             indices += (indices * -(-padding // n))[:padding]
         return indices
 
-    def __iter__(self):
+    def remaining(self) -> list:
+        """The epoch's positions not consumed yet, padded (by repeating its first ones) to a
+        multiple of the number of ranks, so that every rank gets as many batches (needed only
+        after resuming with another number of processes)."""
         rest = self.epoch_indices()[self.consumed:]
-        return iter(rest[self.rank::self.num_replicas])
+        extra = -len(rest) % self.num_replicas
+        if extra and rest:
+            rest += (rest * -(-extra // len(rest)))[:extra]
+        return rest
+
+    def __iter__(self):
+        return iter(self.remaining()[self.rank::self.num_replicas])
 
     def __len__(self):
-        return len(range(self.rank, max(0, self.total_size - self.consumed), self.num_replicas))
+        return -(-max(0, self.total_size - self.consumed) // self.num_replicas)
 
 
 class ShardSampler(Sampler):
@@ -303,14 +313,14 @@ def find_resume_state(args, out, log) -> dict | None:
     if resume == "auto":
         if out is None:
             raise InputError("--resume auto: needs --output_dir (where last.pth is written)")
-        state = load_last(out, log=log)
+        state = load_last(out, log=log, deepspeed=use_deepspeed(args))
         if state is None:
             log(f"--resume auto: no last.pth in {out}, starting a new run")
         return state
     folder = Path(resume)
     if folder.is_file():
         folder = folder.parent
-    state = load_last(folder, log=log)
+    state = load_last(folder, log=log, deepspeed=use_deepspeed(args))
     if state is None:
         raise InputError(f"{resume}: no last.pth or last.prev.pth to resume from")
     return state
@@ -346,6 +356,20 @@ def _train(args, info: D.DistInfo) -> dict:
     if info.distributed:
         log(f"distributed: {info.world_size} processes ({'DeepSpeed' if use_deepspeed(args) else 'DDP'}, "
             f"{torch.distributed.get_backend()}), {args.batch_size} samples per process and micro-batch")
+    try:
+        resumed, problem = find_resume_state(args, out, log), None
+    except InputError as e:  # raised below on every rank together
+        resumed, problem = None, str(e)
+    if info.distributed:  # every rank reads the file itself: they must agree on what they found
+        found = D.all_gather_objects((problem, None if resumed is None else (resumed["path"], resumed["step"])), info)
+        problem = next((p for p, _ in found if p), None)
+        marks = [m for _, m in found]
+        if problem is None and any(m != marks[0] for m in marks):
+            raise InputError(f"--resume {args.resume}: the processes found different states to resume from "
+                             f"({', '.join(f'rank {r}: {m}' for r, m in enumerate(marks))}); --output_dir must "
+                             "be on a file system that every process (every node) sees")
+    if problem:
+        raise InputError(problem)
     describer = build_describer(args)
     train_ds = build_dataset(args, "train", train=True, describer=describer)
     val_split = eval_splits(args.dataset)[0]
@@ -363,7 +387,6 @@ def _train(args, info: D.DistInfo) -> dict:
     steps_per_epoch = -(-world_batches // args.gradient_accumulation_steps)
     scheduler = build_scheduler(optimizer, args, steps_per_epoch)
     state = engine.TrainState()
-    resumed = find_resume_state(args, out, log)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         log(f"resuming from {resumed['path']}: epoch {resumed['epoch']}, step {resumed['step']}, "
@@ -406,8 +429,8 @@ def _train(args, info: D.DistInfo) -> dict:
         schedule, where the run is, and every rank's RNG states and epoch sums. Called on
         every rank (it gathers); rank 0's return value is saved."""
         stepper_state = stepper.state_dict()
-        if stepper.sharded:  # one partition of the optimizer state per rank
-            shards = D.gather_objects(stepper_state["optimizer"], info)
+        if stepper.sharded:  # one partition of the optimizer state per rank, gathered on rank 0
+            shards = D.gather_objects(_to_cpu(stepper_state["optimizer"]), info)
             stepper_state = {**stepper_state, "optimizer": shards}
         per_rank = D.all_gather_objects({"rng": engine.rng_states(), "epoch_sums": state.epoch_sums,
                                          "epoch_skipped": state.epoch_skipped}, info)
@@ -494,6 +517,20 @@ def checkpoint_dict(model, cfg, args, epoch, result=None) -> dict:
     if result is not None:
         ckpt["metrics"] = _plain(result)
     return ckpt
+
+
+def _to_cpu(obj):
+    """``obj`` with its tensors moved to the CPU (before sending it to another rank)."""
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        moved = {k: _to_cpu(v) for k, v in obj.items()}
+        return OrderedDict(moved) if isinstance(obj, OrderedDict) else moved
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    if type(obj) is tuple:
+        return tuple(_to_cpu(v) for v in obj)
+    return obj
 
 
 def _plain(obj):
