@@ -41,6 +41,17 @@ def make_label(name: str, index: int = 0) -> dict:
             "video_path": f"{name}.mp4"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Every test runs torch on one thread: tiny models are faster so (far faster on a busy
+    machine), and the pinned numbers of the model tests are one-thread numbers."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def golden_dir() -> Path:
     if not GOLDEN_DIR.is_dir():

@@ -56,14 +56,6 @@ PINNED_TRAINED_IDS = [[0, 50, 42, 48, 1, 1], [0, 20, 26, 59, 25, 1], [0, 20, 26,
 PINNED_TRAINED_TEXT = ["i want water", "you go home today", "you go home today"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread; the pinned numbers are one-thread numbers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # ----------------------------------------------------------------------------- helpers
 

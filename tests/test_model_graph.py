@@ -12,14 +12,6 @@ GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "spec" / "golden"
 needs_golden = pytest.mark.skipif(not (GOLDEN / "expected.npz").is_file(), reason="golden fixture absent")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (and far faster on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # ---- graphs ----
 

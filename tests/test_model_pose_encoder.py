@@ -13,14 +13,6 @@ needs_golden = pytest.mark.skipif(not (GOLDEN / "pose_encoder.safetensors").is_f
 NODES = {"body": 9, "left": 21, "right": 21, "face_all": 18}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (and far faster on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def golden_state_dict() -> dict:
     from safetensors.torch import load_file

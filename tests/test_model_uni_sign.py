@@ -32,14 +32,6 @@ def make_batch(lengths=(6, 4, 2), seed: int = 0, targets=TARGETS) -> dict:
     return batch
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (and far faster on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def model():

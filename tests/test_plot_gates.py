@@ -25,13 +25,6 @@ from signfuse.training.engine import save_gates
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def one_error_line(err: str, *names) -> str:
     """stderr holds exactly one line, 'signfuse: error: ...', naming each of ``names``."""

@@ -26,13 +26,6 @@ SAMPLE = "synth_00006"  # test split, described
 UNDESCRIBED = "synth_00007"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def one_error_line(err: str, *names) -> str:
     lines = err.strip().splitlines()

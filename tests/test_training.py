@@ -13,13 +13,6 @@ from signfuse.training import run
 from signfuse.training.checkpoint import load_weights
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
