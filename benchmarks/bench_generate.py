@@ -17,7 +17,7 @@ import tempfile
 
 import torch
 
-from common import (build_language_model, build_text_encoder, build_variant, description_pool,
+from common import (CLOCK_HELP, CLOCKS, build_language_model, build_text_encoder, build_variant, description_pool,
                     machine_line, median_ms, pick_device, set_threads, synthetic_batch, timed,
                     write_pool_store)
 
@@ -38,6 +38,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5, help="timed generations per variant (median)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
+    parser.add_argument("--clock", default="wall", choices=CLOCKS, help=CLOCK_HELP)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="B=2, T=64, 1 layer, vocab 8192, 5 tokens (CI)")
     args = parser.parse_args()
@@ -79,7 +80,7 @@ def main():
         for r in range(args.repeats):
             order = NAMES[r % len(NAMES):] + NAMES[:r % len(NAMES)]  # rotate the order
             for name in order:
-                times[name].append(timed(lambda: generate(name), device))
+                times[name].append(timed(lambda: generate(name), device, args.clock))
 
     config = shared["config"]
     reduced = [f"{layers} layers instead of 12"] if layers != 12 else []
@@ -88,7 +89,7 @@ def main():
     print(f"settings: B={args.batch}, T={args.frames}, {args.beams} beams, exactly "
           f"{args.max_new_tokens} new tokens per sample, {len(batch['desc_texts'])} distinct texts "
           f"in the batch; {'bf16 autocast' if gpu else 'float32'} on {device}; median of "
-          f"{args.repeats} generations per variant, interleaved")
+          f"{args.repeats} generations per variant, interleaved, {args.clock} clock")
     print(f"model: mT5-base shape from {shared['source']} (d_model {config['d_model']}), random "
           f"weights{', reduced: ' + ', '.join(reduced) if reduced else ''}; tiny tokenizer")
     print("check: every variant generates the same token ids, all of length max_new_tokens "

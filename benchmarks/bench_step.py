@@ -25,7 +25,7 @@ import tempfile
 
 import torch
 
-from common import (VARIANTS, build_language_model, build_text_encoder, build_variant,
+from common import (CLOCK_HELP, CLOCKS, VARIANTS, build_language_model, build_text_encoder, build_variant,
                     description_pool, machine_line, median_ms, peak_rss_bytes, pick_device,
                     rss_bytes, set_threads, synthetic_batch, timed, write_pool_store)
 
@@ -106,6 +106,19 @@ def check_equal_at_init(models, batch):
     return ref
 
 
+def time_variants(models, optimizers, batch, args, device) -> dict:
+    """{name: [seconds of each timed step]}: the variants' steps interleaved round by round,
+    the order rotated every round, after ``args.warmup`` untimed rounds."""
+    names = list(models)
+    times = {n: [] for n in names}
+    for r in range(args.warmup + args.steps):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t = timed(lambda: train_step(models[name], optimizers[name], batch, device), device, args.clock)
+            if r >= args.warmup:
+                times[name].append(t)
+    return times
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
@@ -119,6 +132,7 @@ def main():
     parser.add_argument("--no_memory", action="store_true", help="skip the per-variant memory runs")
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
+    parser.add_argument("--clock", default="wall", choices=CLOCKS, help=CLOCK_HELP)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="B=2, T=64, 1 layer, vocab 8192, 2 steps (CI)")
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
@@ -143,16 +157,11 @@ def main():
         for model in models.values():
             model.train()
         names = list(models)
-        times = {n: [] for n in names}
-        for r in range(args.warmup + args.steps):
-            order = names[r % len(names):] + names[:r % len(names)]  # rotate the order
-            for name in order:
-                t = timed(lambda: train_step(models[name], optimizers[name], batch, device), device)
-                if r >= args.warmup:
-                    times[name].append(t)
-        added = {n: sum(p.numel() for p in m.parameters()) - sum(p.numel() for p in models["pose-only"].parameters())
-                 for n, m in models.items()}
-        del models, optimizers
+        times = time_variants(models, optimizers, batch, args, device)
+        base_params = sum(p.numel() for p in models["pose-only"].parameters())
+        added = {n: sum(p.numel() for p in m.parameters()) - base_params for n, m in models.items()}
+        models.clear()  # free them before the memory runs
+        optimizers.clear()
         memory = {} if args.no_memory else {n: measure_memory(args, n, store_path) for n in names}
 
     config = shared["config"]
@@ -165,7 +174,8 @@ def main():
     print(f"settings: B={args.batch}, T={args.frames}, 12-word targets, ~1 described frame in 8 "
           f"(interpolated between), pool of {args.pool} texts, {len(batch['desc_texts'])} distinct "
           f"texts in the batch; {'bf16 autocast' if gpu else 'float32'} on {device}; "
-          f"median of {args.steps} steps after {args.warmup} warm-up, variants interleaved")
+          f"median of {args.steps} steps after {args.warmup} warm-up, variants interleaved, "
+          f"{args.clock} clock")
     print(f"model: mT5-base shape from {shared['source']} (d_model {config['d_model']}), random "
           f"weights{', reduced: ' + ', '.join(reduced) if reduced else ''}; text encoder: same "
           f"encoder shape; tiny tokenizer; AdamW + clipping")

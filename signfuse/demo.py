@@ -17,6 +17,7 @@ model reads the cue. ``run_demo`` returns the numbers as a dict.
 """
 import contextlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -28,8 +29,8 @@ DATASET = "Synthetic"
 # pay (and it slows everything down as soon as anything else runs). The generator keeps its
 # defaults (16 signs, 4 pairs, 30-90 frames, 80 % of the samples described), so
 # ``signfuse make-synthetic --samples N --seed S`` writes the same data.
-FULL = dict(samples=600, epochs=5, batch_size=16, max_length=32, lr=3e-3, warmup_epochs=0.5,
-            num_beams=1, max_new_tokens=16, threads=1)
+FULL = dict(samples=600, n_signs=16, n_pairs=4, epochs=20, batch_size=16, max_length=16, lr=2e-3,
+            warmup_epochs=0.5, label_smoothing=0.1, num_beams=1, max_new_tokens=16, threads=1)
 QUICK = dict(FULL, samples=240, epochs=3)
 
 ROWS = ("pose-only", "gated (descriptions)", "gated (descriptions off)")
@@ -54,7 +55,7 @@ def run_flags(data_dir, output_dir, s: dict, seed: int, gated: bool, device: str
              "--desc_dir", str(data_dir / "description"), "--output_dir", str(output_dir),
              "--seed", str(seed), "--device", device, "--num_workers", "0",
              "--batch-size", str(s["batch_size"]), "--gradient-accumulation-steps", "1",
-             "--epochs", str(s["epochs"]), "--lr", str(s["lr"]),
+             "--epochs", str(s["epochs"]), "--lr", str(s["lr"]), "--label_smoothing", str(s["label_smoothing"]),
              "--warmup-epochs", str(s["warmup_epochs"]), "--max_length", str(s["max_length"]),
              "--num_beams", str(s["num_beams"]), "--max_new_tokens", str(s["max_new_tokens"]),
              "--eval_every_epochs", str(s["epochs"])]
@@ -137,78 +138,110 @@ def _quiet(enabled: bool):
         yield
 
 
-def run_demo(out_dir="signfuse_demo", quick: bool = False, seed: int = 0, device: str = "cpu",
-             verbose: bool = False, echo=print, **overrides) -> dict:
-    """Make the data, train and evaluate pose-only and gated, print the table; return
-    ``{"rows": {row: {column: value}}, "gate_plot", "commands", "settings", "times"}``.
+def _train_and_evaluate(key: str, flags: list, eval_flags: list, threads: int, quiet: bool) -> dict:
+    """One of the two runs: train, evaluate on dev and test, count parameters. Runs in a
+    worker process when the demo trains the two models side by side."""
+    from signfuse.training import run
+    torch.set_num_threads(threads)
+    with _quiet(quiet):
+        t0 = time.time()
+        run.train(parse_run_args(flags))
+        train_s = time.time() - t0
+        t0 = time.time()
+        results = run.evaluate(parse_run_args(eval_flags))
+        eval_s = time.time() - t0
+        params = run.count_parameters(build_model(parse_run_args(flags)))
+    return {"key": key, "results": json.loads(json.dumps(results, default=float)), "train_s": train_s,
+            "eval_s": eval_s, "parameters": params[0], "fusion_parameters": params[1]}
 
-    ``overrides``: any key of ``FULL`` (samples, epochs, batch_size, max_length, lr,
-    warmup_epochs, num_beams, max_new_tokens, threads).
+
+def _run_both(jobs: list, workers: int, threads: int, quiet: bool) -> dict:
+    """{key: _train_and_evaluate(...)} of every job, ``workers`` at a time (separate processes
+    when more than one: each trains on its own core)."""
+    if workers <= 1:
+        with _threads(threads):
+            return {job[0]: _train_and_evaluate(*job, threads, quiet) for job in jobs}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_train_and_evaluate, *job, threads, quiet) for job in jobs]
+        return {f.result()["key"]: f.result() for f in futures}
+
+
+def default_workers() -> int:
+    """Two processes (one per model) when the machine has two cores or more."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def run_demo(out_dir="signfuse_demo", quick: bool = False, seed: int = 0, device: str = "cpu",
+             workers: int = None, verbose: bool = False, echo=print, **overrides) -> dict:
+    """Make the data, train and evaluate pose-only and gated, print the table; return
+    ``{"rows": {row: {column: value}}, "table", "gate_plot", "commands", "settings", "times"}``
+    (also written to ``<out_dir>/demo_results.json``).
+
+    ``workers``: processes training the two models side by side (default: 2 on a machine with
+    two cores or more, else 1). ``overrides``: any key of ``FULL``.
     """
     from signfuse.data.synthetic import make_synthetic
-    from signfuse.training import run
 
     s = settings(quick, **overrides)
+    workers = default_workers() if workers is None else max(1, int(workers))
     out = Path(out_dir)
     data = out / "data"
     t_start = time.time()
-    with _threads(s["threads"]):
-        summary = make_synthetic(data, samples=s["samples"], seed=seed, overwrite=True)
-        echo(f"data: {summary['splits']['train']} train / {summary['splits']['dev']} dev / "
-             f"{summary['splits']['test']} test videos of {len(summary['words'])} signs in {data}; "
-             f"pairs told apart only by descriptions: "
-             + ", ".join("/".join(p) for p in summary["pairs"]))
-        rows, times, commands, params = {}, {}, {}, {}
-        for key, gated in (("pose_only", False), ("gated", True)):
-            flags = run_flags(data, out / key, s, seed, gated, device)
-            args = parse_run_args(flags)
-            echo(f"training {key.replace('_', '-')} ({s['epochs']} epochs of "
-                 f"{summary['splits']['train']} samples, batch {s['batch_size']}) ...")
-            t0 = time.time()
-            with _quiet(not verbose):
-                run.train(args)
-            times[f"train_{key}"] = time.time() - t0
-            ckpt = out / key / "best_checkpoint.pth"
-            eval_flags = [f if f != str(out / key) else str(out / key / "eval") for f in flags]
-            eval_flags += ["--finetune", str(ckpt)] + (["--eval_descriptions", "both"] if gated else [])
-            t0 = time.time()
-            with _quiet(not verbose):
-                results = run.evaluate(parse_run_args(eval_flags))
-            times[f"eval_{key}"] = time.time() - t0
-            params[key] = run.count_parameters(build_model(parse_run_args(flags)))[0]
-            commands[key] = (["signfuse train"] + flags, ["signfuse eval"] + eval_flags)
-            tags = [("", ROWS[1] if gated else ROWS[0])] + ([("_nodesc", ROWS[2])] if gated else [])
-            for tag, row in tags:
-                r = results["test" + tag]
-                ev = out / key / "eval"
-                rows[row] = {
-                    "BLEU-4": r["bleu4"], "ROUGE-L": r["rouge"],
-                    "paired words %": paired_word_accuracy(ev / f"test{tag}_tmp_pres.txt",
-                                                           ev / f"test{tag}_tmp_refs.txt", summary["pairs"]),
-                    "train time (s)": times[f"train_{key}"], "parameters": params[key]}
-        gate_plot = _plot_one_gate(out, data)
-    times["total"] = time.time() - t_start
+    summary = make_synthetic(data, samples=s["samples"], seed=seed, n_signs=s["n_signs"],
+                             n_pairs=s["n_pairs"], overwrite=True)
+    echo(f"data: {summary['splits']['train']} train / {summary['splits']['dev']} dev / "
+         f"{summary['splits']['test']} test videos of {len(summary['words'])} signs in {data}; "
+         f"pairs told apart only by descriptions: " + ", ".join("/".join(p) for p in summary["pairs"]))
+    jobs, commands = [], {}
+    for key, gated in (("pose_only", False), ("gated", True)):
+        flags = run_flags(data, out / key, s, seed, gated, device)
+        eval_flags = run_flags(data, out / key / "eval", s, seed, gated, device)
+        eval_flags += ["--finetune", str(out / key / "best_checkpoint.pth")]
+        eval_flags += ["--eval_descriptions", "both"] if gated else []
+        jobs.append((key, flags, eval_flags))
+        commands[key] = ["signfuse train " + " ".join(flags), "signfuse eval " + " ".join(eval_flags)]
+    echo(f"training pose-only and gated ({s['epochs']} epochs of {summary['splits']['train']} samples, "
+         f"batch {s['batch_size']}, same seed {seed}) "
+         + ("side by side in 2 processes" if workers > 1 else "one after the other") + " ...")
+    done = _run_both(jobs, workers, s["threads"], quiet=not verbose)
+    rows = {}
+    for key, tags in (("pose_only", [("", ROWS[0])]), ("gated", [("", ROWS[1]), ("_nodesc", ROWS[2])])):
+        ev = out / key / "eval"
+        for tag, row in tags:
+            r = done[key]["results"]["test" + tag]
+            rows[row] = {"BLEU-4": r["bleu4"], "ROUGE-L": r["rouge"],
+                         "paired words %": paired_word_accuracy(ev / f"test{tag}_tmp_pres.txt",
+                                                                ev / f"test{tag}_tmp_refs.txt", summary["pairs"]),
+                         "train time (s)": done[key]["train_s"], "parameters": done[key]["parameters"]}
+    gate_plot = _plot_one_gate(out, data)
+    times = {"total": time.time() - t_start,
+             **{f"{step}_{key}": done[key][f"{step}_s"] for key in done for step in ("train", "eval")}}
     table = format_table(rows)
     echo("")
-    echo(f"test split ({summary['splits']['test']} videos), same seed ({seed}), same steps; "
-         f"greedy decoding; BLEU-4 and ROUGE-L in %:")
+    echo(f"test split ({summary['splits']['test']} videos); greedy decoding; BLEU-4 and ROUGE-L in %; "
+         f"paired words %: share of the reference's paired words ({', '.join('/'.join(p) for p in summary['pairs'])}) "
+         f"that the translation contains")
     echo(table)
     echo(f"gated - pose-only: BLEU-4 {rows[ROWS[1]]['BLEU-4'] - rows[ROWS[0]]['BLEU-4']:+.2f}; "
-         f"gated with descriptions off - pose-only: "
-         f"{rows[ROWS[2]]['BLEU-4'] - rows[ROWS[0]]['BLEU-4']:+.2f}")
+         f"gated with descriptions off - pose-only: BLEU-4 {rows[ROWS[2]]['BLEU-4'] - rows[ROWS[0]]['BLEU-4']:+.2f}")
     echo(f"gate plot: {gate_plot}")
     echo(f"total time: {times['total']:.0f} s")
     echo("")
     echo("reproduce:")
-    echo(f"  signfuse make-synthetic --out {data} --samples {s['samples']} --seed {seed}")
+    synth = f"signfuse make-synthetic --out {data} --samples {s['samples']} --seed {seed}"
+    if (s["n_signs"], s["n_pairs"]) != (16, 4):
+        synth += f" --n_signs {s['n_signs']} --n_pairs {s['n_pairs']}"
+    echo("  " + synth)
     for key in ("pose_only", "gated"):
         for cmd in commands[key]:
-            echo("  " + " ".join(cmd))
+            echo("  " + cmd)
     echo(f"  signfuse plot-gates --gates {out / 'gated' / 'eval' / 'test_gates.npz'} "
-         f"--sample {gate_plot.stem.split('gate_')[-1]} --desc_dir {data / 'description' / DATASET} "
-         f"--out {gate_plot}")
+         f"--sample {gate_plot.stem[len('gate_'):]} --desc_dir {data / 'description' / DATASET} --out {gate_plot}")
     result = {"rows": rows, "table": table, "gate_plot": str(gate_plot), "settings": s, "seed": seed,
-              "times": times, "commands": {k: [" ".join(c) for c in v] for k, v in commands.items()}}
+              "workers": workers, "times": times, "commands": {"data": synth, **commands},
+              "results": {k: v["results"] for k, v in done.items()}}
     (out / "demo_results.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     return result
 
@@ -246,8 +279,8 @@ def format_table(rows: dict) -> str:
 
 
 def cmd_demo(args) -> None:
-    run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, verbose=args.verbose,
-             samples=args.samples, epochs=args.epochs, threads=args.threads)
+    run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, workers=args.workers,
+             verbose=args.verbose, samples=args.samples, epochs=args.epochs, threads=args.threads)
 
 
 def register(sub) -> None:
@@ -262,6 +295,8 @@ def register(sub) -> None:
     sp.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     sp.add_argument("--samples", type=int, default=None, help="videos to generate (default: 600, --quick 240)")
     sp.add_argument("--epochs", type=int, default=None, help="training epochs (default: 5, --quick 3)")
-    sp.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
+    sp.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default 1)")
+    sp.add_argument("--workers", type=int, default=None,
+                    help="processes training the two models side by side (default: 2 with two cores or more)")
     sp.add_argument("--verbose", action="store_true", help="show the runs' own logs and progress bars")
     sp.set_defaults(func=cmd_demo)
