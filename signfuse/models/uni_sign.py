@@ -161,7 +161,8 @@ def attach_text_source(model: Uni_Sign, args, mt5_model: str = None, desc_encode
         from signfuse.models.text_fusion import TextEncoder
         source = TextEncoder(encoder, hidden_dim=None, max_tokens=max_tokens, seed=TEXT_ENCODER_SEED)
     if source.text_dim != model.cfg.text_dim:
-        raise InputError(f"{encoder}: description vectors are {source.text_dim} wide, the model's fusion "
+        origin = args.desc_store if getattr(args, "desc_store", None) else encoder
+        raise InputError(f"{origin}: description vectors are {source.text_dim} wide, the model's fusion "
                          f"expects {model.cfg.text_dim}")
     model.text_source = source
     return source
