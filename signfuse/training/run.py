@@ -340,7 +340,9 @@ def train(args) -> dict:
     """Fine-tune; returns the final epoch's log entry (with the best metric)."""
     info = D.init_distributed(args.device, getattr(args, "local_rank", None))
     try:
-        return _train(args, info)
+        result = _train(args, info)
+        D.barrier(info)  # end together: a gloo rank leaving early can abort a peer still in a collective
+        return result
     finally:
         D.cleanup()
 
@@ -554,7 +556,9 @@ def evaluate(args) -> dict:
     Returns {split: metrics}."""
     info = D.init_distributed(args.device, getattr(args, "local_rank", None))
     try:
-        return _evaluate(args, info)
+        result = _evaluate(args, info)
+        D.barrier(info)  # end together: a gloo rank leaving early can abort a peer still in a collective
+        return result
     finally:
         D.cleanup()
 
