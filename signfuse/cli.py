@@ -133,9 +133,21 @@ def cmd_predict(args):
     print(predict_file(args))
 
 
+def _fractions(text: str) -> tuple:
+    """'0.8,0.1,0.1' -> (0.8, 0.1, 0.1) (argparse type of make-synthetic --split)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three comma-separated fractions, e.g. 0.8,0.1,0.1")
+    return values
+
+
 def cmd_make_synthetic(args):
     from signfuse.data.synthetic import make_synthetic
-    summary = make_synthetic(args.out, samples=args.samples, seed=args.seed)
+    summary = make_synthetic(args.out, samples=args.samples, seed=args.seed, n_signs=args.n_signs,
+                             n_pairs=args.n_pairs, desc_fraction=args.desc_fraction, split=args.split)
     print(json.dumps(summary, default=str))
 
 
@@ -182,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     sp.add_argument("--samples", type=int, default=600)
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--n_signs", type=int, default=16, help="words of the lexicon")
+    sp.add_argument("--n_pairs", type=int, default=4,
+                    help="pairs of words that share their keypoints (told apart only by descriptions)")
+    sp.add_argument("--desc_fraction", type=float, default=0.8, help="share of the samples with a description file")
+    sp.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1),
+                    help="train,dev,test fractions of the samples (default 0.8,0.1,0.1)")
     sp.set_defaults(func=cmd_make_synthetic)
 
     sp = sub.add_parser("describe-stats", help="coverage of a dataset's description files")

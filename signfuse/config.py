@@ -61,4 +61,4 @@ class ModelConfig:
         return cls(**values)
 
 
-TINY_POSE_CHANNELS = (16, 32, 64)  # the pose widths used with --mt5_model tiny
+TINY_POSE_CHANNELS = (8, 16, 32)  # the pose widths used with --mt5_model tiny (CPU tests, the demo)

@@ -47,7 +47,9 @@ def test_quick_demo_prints_the_comparison_and_saves_the_gate_plot(tmp_path, caps
     assert plot.parent == out
 
     # the commands that reproduce every number
-    assert f"signfuse make-synthetic --out {out / 'data'}" in text
+    quick = settings(quick=True)
+    assert (f"signfuse make-synthetic --out {out / 'data'} --samples {quick['samples']} --seed 0 "
+            f"--n_signs {quick['n_signs']} --n_pairs {quick['n_pairs']} --split 0.6,0.1,0.3") in text
     for command in ("signfuse train ", "signfuse eval ", "signfuse plot-gates "):
         assert command in text
     assert re.search(r"signfuse train .*--use_descriptions --text_fusion_type gating", text)
@@ -93,3 +95,27 @@ def test_table_has_one_line_per_row_and_parses_back():
     rows = table_rows(text)
     assert list(rows) == list(ROWS)
     assert rows[ROWS[0]] == [12.35, 50.0, 75.0, 61.2, 1234567]
+
+
+def test_the_printed_make_synthetic_command_writes_the_demos_data(tmp_path, capsys):
+    """The demo's first reproduce command (its flags) gives the very files the demo trains on."""
+    from signfuse.data.synthetic import make_synthetic
+    s = settings(samples=30)
+    make_synthetic(tmp_path / "demo", samples=30, seed=3, n_signs=s["n_signs"], n_pairs=s["n_pairs"],
+                   split=s["split"])
+    code = cli.main(["make-synthetic", "--out", str(tmp_path / "cli"), "--samples", "30", "--seed", "3",
+                     "--n_signs", str(s["n_signs"]), "--n_pairs", str(s["n_pairs"]),
+                     "--split", ",".join(map(str, s["split"]))])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["splits"] == {"train": 18, "dev": 3, "test": 9}
+    files = sorted(p.relative_to(tmp_path / "demo") for p in (tmp_path / "demo").rglob("*") if p.is_file())
+    assert len(files) > 30
+    for f in files:
+        assert (tmp_path / "cli" / f).read_bytes() == (tmp_path / "demo" / f).read_bytes(), f
+
+
+def test_make_synthetic_refuses_a_split_that_is_not_three_fractions(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["make-synthetic", "--out", str(tmp_path), "--split", "0.8,0.2"])
+    assert e.value.code == 2
+    assert "expected three comma-separated fractions" in capsys.readouterr().err

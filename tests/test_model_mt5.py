@@ -39,6 +39,23 @@ def test_tiny_is_seeded_and_leaves_the_callers_rng_alone():
     assert len(tokenizer) <= model_a.config.vocab_size
 
 
+def test_tiny_output_layer_starts_with_logits_of_unit_scale():
+    """The tied embedding (= output layer) is drawn from N(0, 1/d_model): the first logits have
+    a std near 1, and the loss of any target starts near ln(vocab), not at ~sqrt(d_model) times it."""
+    model, tokenizer = load_mt5("tiny", seed=0)
+    model.eval()
+    d, vocab = model.config.d_model, model.config.vocab_size
+    assert model.lm_head.weight is model.shared.weight
+    assert abs(model.shared.weight.std().item() * d ** 0.5 - 1.0) < 0.05
+    inputs = tokenizer(["you want water today", "i go home"], padding=True, return_tensors="pt")
+    labels = tokenizer(["happy big", "no"], padding=True, return_tensors="pt")["input_ids"]
+    labels[labels == 0] = -100
+    with torch.no_grad():
+        out = model(**inputs, labels=labels)
+    assert 0.5 < out.logits.std().item() < 2.0
+    assert torch.log(torch.tensor(float(vocab))) - 1.0 < out.loss.item() < torch.log(torch.tensor(float(vocab))) + 1.5
+
+
 def test_tiny_tokenizer_round_trip():
     _, tokenizer = load_mt5("tiny")
     ids = tokenizer("you want water today")["input_ids"]

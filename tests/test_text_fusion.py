@@ -359,6 +359,21 @@ def test_encoder_called_once_per_distinct_text_and_cached(tiny_encoder, tiny_tok
     assert enc.encode([]).shape == (0, TEXT_DIM)
 
 
+def test_new_texts_are_encoded_in_chunks_of_similar_length(tiny_encoder, tiny_tokenizer):
+    texts = ["both hands move down to the chest slowly", "fist", "hand up", "open palm",
+             "right hand moves up to the chin", "fist", "flat hand"]
+    lengths = {t: len(ids) for t, ids in zip(texts, tiny_tokenizer(texts)["input_ids"])}
+    counting = CountingEncoder(tiny_encoder)
+    enc = TextEncoder(encoder=counting, tokenizer=tiny_tokenizer, hidden_dim=None, chunk_size=2)
+    got = enc.encode(texts)
+    # 6 distinct texts, 2 per call, the shortest first: each call is padded to its own longest
+    ranked = sorted(lengths.values())
+    assert counting.batches == [[2, ranked[1]], [2, ranked[3]], [2, ranked[5]]]
+    one_call = TextEncoder(encoder=tiny_encoder, tokenizer=tiny_tokenizer, hidden_dim=None)
+    torch.testing.assert_close(got, one_call.encode(texts), atol=1e-5, rtol=1e-5)  # the caller's order
+    assert torch.equal(got[1], got[5])
+
+
 def test_masked_mean_pooling_matches_hand_computation(tiny_encoder, tiny_tokenizer):
     texts = ["hand up", "both hands move down to the chest slowly"]
     enc = TextEncoder(encoder=tiny_encoder, tokenizer=tiny_tokenizer, hidden_dim=None)

@@ -24,9 +24,10 @@ the position and size of the signer, a slow body sway, the point noise and a few
 low-confidence points vary per sample. Some pose files carry ``start``/``end`` with extra
 frames (hands held up, not part of the sample) before and after.
 
-Descriptions are sparse: 1-3 described frames inside each sign's span (the middle one is the
-pair's cue for a paired sign, the motion phrase otherwise; around it the handshape and
-the contact or motion phrase), keyed by ORIGINAL frame numbers of the pose file. A
+Descriptions are sparse: 1-3 described frames inside each sign's span, keyed by ORIGINAL frame
+numbers of the pose file. For a paired sign every one of them states the pair's cue (a facial
+cue lasts the whole sign); otherwise the middle one states the motion phrase and the others
+the handshape and the contact or motion phrase. A
 fraction ``desc_fraction`` of the samples have a file, written as a plain frame map, as
 ``{"frames": ..., "source": ...}`` or as ``{"segments": [...]}``; ``invalid_files`` of them are
 replaced by unusable files (not JSON, a negative frame key, ...) so that the pipeline's
@@ -307,9 +308,9 @@ def _describe(signs, starts, sign_frames, n_described, late_side, offset: int) -
         last = start + round(0.85 * (frames - 1))
         texts = {middle: sign.cue or sign.motion.phrase}
         if k == 3 or (k == 2 and not late):
-            texts[early] = sign.handshape
+            texts[early] = sign.cue or sign.handshape
         if k == 3 or (k == 2 and late):
-            texts[last] = sign.motion.contact or sign.motion.phrase
+            texts[last] = sign.cue or sign.motion.contact or sign.motion.phrase
         descriptions.update({int(f) + offset: t for f, t in texts.items()})
     return dict(sorted(descriptions.items()))
 

@@ -26,6 +26,12 @@ def load_mt5(path: str, seed: int = 0) -> tuple:
         with torch.random.fork_rng(devices=[]):  # seeded weights, the caller's RNG untouched
             torch.manual_seed(seed)
             model = MT5ForConditionalGeneration(config)
+            # The tied embedding is also the output layer, and transformers 5 no longer scales the
+            # decoder output by d_model ** -0.5 before it: with its N(0, 1) init the first logits
+            # have a std of sqrt(d_model) (an initial loss near 37) and training first spends its
+            # steps shrinking them. N(0, 1 / d_model) gives logits of std ~1 from the start.
+            with torch.no_grad():
+                model.shared.weight.normal_(0.0, config.d_model ** -0.5)
         tokenizer = AutoTokenizer.from_pretrained(tiny_mt5_dir(), local_files_only=True)
         return model, tokenizer
 

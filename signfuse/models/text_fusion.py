@@ -64,7 +64,8 @@ class TextEncoder(nn.Module):
     """Frozen mT5 encoder: texts -> one vector each (mean of token states over non-pad tokens).
 
     ``encode(texts)`` -> (N, text_dim) float32: each distinct text missing from the cache is
-    encoded once, all of them in one batched call without gradients; results are cached by text.
+    encoded once, without gradients, in batched calls of up to ``chunk_size`` texts of similar
+    token length (sorted, so that little of each call is padding); results are cached by text.
     ``self(texts)`` (the plan's interface; None allowed) -> (N, hidden_dim): zero rows for None,
     other rows ``proj(encode(...))``, with ``proj`` a learned Linear(text_dim, hidden_dim) when the
     widths differ (``hidden_dim=None``: text_dim, no projection, no parameters at all).
@@ -77,7 +78,7 @@ class TextEncoder(nn.Module):
     """
 
     def __init__(self, model_name=None, hidden_dim=768, device=None, max_tokens=64,
-                 encoder=None, tokenizer=None, seed=0):
+                 encoder=None, tokenizer=None, seed=0, chunk_size=64):
         super().__init__()
         if encoder is None or tokenizer is None:
             if model_name is None:
@@ -92,6 +93,7 @@ class TextEncoder(nn.Module):
         self.hidden_dim = self.text_dim if hidden_dim is None else hidden_dim
         self.proj = (nn.Identity() if self.hidden_dim == self.text_dim
                      else nn.Linear(self.text_dim, self.hidden_dim))
+        self.chunk_size = chunk_size
         self._cache = {}  # text -> (text_dim,) float32 on the encoder's device
         if device is not None:
             self.to(device)
@@ -122,17 +124,22 @@ class TextEncoder(nn.Module):
         """(N, text_dim) float32 vectors of ``texts`` (a list of str), cached by text."""
         new = [t for t in dict.fromkeys(texts) if t not in self._cache]  # distinct, in order
         if new:
-            tokens = self.tokenizer(new, padding=True, truncation=True, max_length=self.max_tokens,
-                                    return_tensors="pt").to(self.device)
-            with torch.no_grad():
-                states = self.encoder(input_ids=tokens["input_ids"],
-                                      attention_mask=tokens["attention_mask"]).last_hidden_state
-                # states: (n, L, text_dim)
-                pooled = masked_mean(states.float(), tokens["attention_mask"])  # (n, text_dim)
-            self._cache.update(zip(new, pooled))
+            ids = self.tokenizer(new, truncation=True, max_length=self.max_tokens)["input_ids"]
+            order = sorted(range(len(new)), key=lambda i: len(ids[i]))  # similar lengths together
+            for start in range(0, len(order), self.chunk_size):
+                rows = order[start:start + self.chunk_size]
+                self._cache.update(zip((new[i] for i in rows), self._encode_ids([ids[i] for i in rows])))
         if not texts:
             return torch.zeros(0, self.text_dim, device=self.device)
         return torch.stack([self._cache[t] for t in texts])  # (N, text_dim)
+
+    @torch.no_grad()
+    def _encode_ids(self, ids: list) -> torch.Tensor:
+        """Token id lists (n texts) -> (n, text_dim) float32: one encoder call, padded to the longest."""
+        tokens = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
+        states = self.encoder(input_ids=tokens["input_ids"],
+                              attention_mask=tokens["attention_mask"]).last_hidden_state  # (n, L, text_dim)
+        return masked_mean(states.float(), tokens["attention_mask"])  # (n, text_dim)
 
     def forward(self, texts):
         """The plan's interface: list of str or None -> (N, hidden_dim), zero rows for None."""
