@@ -88,9 +88,9 @@ def test_a_checkpoint_of_another_size_is_refused_naming_the_file(tmp_path):
     path = tmp_path / "small.pth"
     torch.save({"model": small.state_dict()}, path)
     # the same mT5, a pose encoder of other widths (build_model would choose the tiny widths)
-    other = Uni_Sign(ModelConfig(dataset="Synthetic", gcn_channels=(8, 16, 32)), small.mt5_model, small.tokenizer)
+    other = Uni_Sign(ModelConfig(dataset="Synthetic", gcn_channels=(4, 8, 16)), small.mt5_model, small.tokenizer)
     with pytest.raises(InputError) as e:
         load_weights(other, path, log=lambda *_: None)
     message = str(e.value)
     assert message.startswith(f"{path}: ") and "other shapes than this model" in message
-    assert "proj_linear.body.weight: checkpoint (16, 3) vs model (8, 3)" in message
+    assert "proj_linear.body.weight: checkpoint (8, 3) vs model (4, 3)" in message
