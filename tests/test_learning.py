@@ -18,6 +18,8 @@ SEED = 0
 DATA = dict(samples=240, n_signs=8, n_pairs=4, desc_fraction=1.0, invalid_files=0)
 BUDGET = dict(epochs=6, batch_size=8, max_length=16, lr=2e-3, warmup_epochs=0.5)
 LOSS_MARGIN = 0.05  # nats per target token
+# MEASURED (torch 2.13 CPU, 1 thread), held-out loss pose-only -> gated: seed 0 (the test's)
+# 2.577 -> 2.423, seed 1 2.794 -> 2.506, seed 2 2.623 -> 2.561; about 75 s for both runs.
 
 
 def train_and_score(root, gated: bool) -> float:
