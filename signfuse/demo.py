@@ -172,7 +172,7 @@ def _run_both(jobs: list, workers: int, threads: int, quiet: bool) -> dict:
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_train_and_evaluate, *job, threads, quiet) for job in jobs]
-        return {f.result()["key"]: f.result() for f in futures}
+        return {done["key"]: done for done in (f.result() for f in futures)}
 
 
 def default_workers() -> int:
@@ -293,14 +293,14 @@ def register(sub) -> None:
     sp = sub.add_parser("demo", help="generate synthetic data, train pose-only and gated models, compare",
                         description="Generate the synthetic benchmark, fine-tune the pose-only and the "
                                     "gated model from the same initial weights on CPU, evaluate both, "
-                                    "print the comparison and save a gate plot (about 3 minutes; "
-                                    "--quick: about 1 minute).")
+                                    "print the comparison and save a gate plot (about 3 minutes on 2 "
+                                    "cores; --quick: under a minute).")
     sp.add_argument("--out", default="signfuse_demo", help="output folder (data, runs, table, plot)")
     sp.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (CI)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the data and of both runs")
     sp.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    sp.add_argument("--samples", type=int, default=None, help="videos to generate (default: 600, --quick 240)")
-    sp.add_argument("--epochs", type=int, default=None, help="training epochs (default: 20, --quick 3)")
+    sp.add_argument("--samples", type=int, default=None, help=f"videos to generate (default: {FULL['samples']}, --quick {QUICK['samples']})")
+    sp.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: {FULL['epochs']}, --quick {QUICK['epochs']})")
     sp.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default 1)")
     sp.add_argument("--workers", type=int, default=None,
                     help="processes training the two models side by side (default: 2 with two cores or more)")
