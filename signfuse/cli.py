@@ -2,13 +2,19 @@
 
     signfuse train|eval [flags of fine_tuning.py]
     signfuse score --pred P --ref R [--dataset D] [--task T]
-    signfuse predict --finetune CKPT --mt5_model DIR --pose FILE.pkl [--description FILE.json]
-    signfuse precompute-text --desc_dir DIR --dataset NAME --desc_encoder DIR [--out FILE]
-    signfuse describe-stats --desc_dir DIR --dataset NAME [--split S]
-    signfuse check-data --dataset NAME [--use_descriptions]
-    signfuse make-synthetic --out DIR --samples N --seed S
-    signfuse plot-gates --gates FILE.npz [--sample NAME] --out FILE.png
+    signfuse predict --finetune CKPT --pose FILE.pkl [--description FILE.json] [--video FILE.mp4]
+    signfuse precompute-text --dataset NAME [--desc_dir DIR] [--desc_encoder DIR] [--out FILE]
+    signfuse describe-stats --dataset NAME [--desc_dir DIR] [--split S]
+    signfuse check-data --dataset NAME [--use_descriptions] [--rgb_support]
+    signfuse make-synthetic --out DIR --samples N --seed S [--videos]
+    signfuse plot-gates --gates FILE.npz [--sample NAME] [--desc_dir DIR --dataset NAME] --out FILE.png
+    signfuse extract-pose / translate / describe   (pose files from videos, videos to text, descriptions)
     signfuse demo [--quick]
+
+Every flag is defined once, in ``FLAGS`` (its type, default, choices and help), and means the
+same in every command that takes it; commands pick theirs with the group functions
+(``add_data_args``, ``add_description_args``, ``add_rgb_args``, ``add_generation_args``,
+``add_distributed_args``, ...). ``check_run_args`` validates a run's flags, once.
 
 A bad input stops the command with one line on stderr naming the file and the problem,
 and exit status 2 (no traceback).
@@ -18,7 +24,8 @@ import json
 import os
 import sys
 
-from signfuse.config import ALIGNMENTS, DATASETS, FUSION_TYPES, TASKS, UNISIGN_MT5_DIR
+from signfuse.config import (ALIGNMENTS, DATASETS, DESCRIBE_LANGUAGES, DESCRIBE_SOURCES, FUSION_TYPES, RGB_CROPS,
+                             RGB_EVAL_SAMPLING, RGB_GATE_INITS, TASKS, UNISIGN_MT5_DIR)
 from signfuse.errors import InputError, SignfuseError
 
 
@@ -26,73 +33,188 @@ def _optional_int(text):
     return None if text in (None, "", "none", "None") else int(text)
 
 
+# ----------------------------------------------------------------------------- every flag, once
+
+#: dest -> (option strings, argparse keywords). Uni-Sign's flags keep Uni-Sign's names and defaults.
+FLAGS = {}
+
+
+def _flag(*names, **kw):
+    dest = kw.get("dest") or names[0].lstrip("-").replace("-", "_")
+    FLAGS[dest] = (names, kw)
+
+
+# Uni-Sign's training flags
+_flag("--batch-size", dest="batch_size", type=int, default=16, help="samples per process and micro-batch")
+_flag("--gradient-accumulation-steps", dest="gradient_accumulation_steps", type=int, default=8,
+      help="micro-batches per optimizer step (counted over the whole run, as Uni-Sign's DeepSpeed engine does)")
+_flag("--gradient-clipping", dest="gradient_clipping", type=float, default=1.0)
+_flag("--epochs", type=int, default=20)
+_flag("--finetune", default="", help="checkpoint to start from ({'model': state_dict}, Uni-Sign's format); "
+      "eval and predict also take its recorded settings for the flags not given")
+_flag("--opt", default="adamw")
+_flag("--opt-eps", dest="opt_eps", type=float, default=1e-9)
+_flag("--weight-decay", dest="weight_decay", type=float, default=1e-4)
+_flag("--lr", type=float, default=1e-3)
+_flag("--min-lr", dest="min_lr", type=float, default=1e-8,
+      help="accepted and ignored, as in Uni-Sign: its schedule (transformers' cosine) decays to 0")
+_flag("--warmup-epochs", dest="warmup_epochs", type=float, default=0)
+_flag("--sched", default="cosine", help="cosine: transformers.get_scheduler('cosine'), as Uni-Sign")
+_flag("--output_dir", default="", help="where checkpoints, logs and results go")
+_flag("--seed", type=int, default=42)
+_flag("--eval", action="store_true", help="evaluate (dev then test) instead of training")
+_flag("--num_workers", type=int, default=8)
+_flag("--label_smoothing", type=float, default=0.2)
+_flag("--hidden_dim", type=int, default=256, help="accepted for compatibility (Uni-Sign's pose width)")
+# data
+_flag("--dataset", default="CSL_Daily", choices=DATASETS)
+_flag("--task", default="SLT", choices=TASKS)
+_flag("--max_length", type=int, default=256, help="frames sampled per video at most")
+_flag("--data_root", default=".",
+      help="root of Uni-Sign's layout (data/<dataset>/, dataset/<dataset>/pose_format, description/)")
+_flag("--label_dir", default=None, help="folder of labels.<split> (overrides --data_root)")
+_flag("--pose_dir", default=None, help="folder of the pose .pkl files (overrides --data_root)")
+_flag("--trust_pickles", action="store_true",
+      help="load pose/label pickles with the unrestricted unpickler (only for files you trust)")
+_flag("--max_samples", type=int, default=None, help="use only the first N samples of each split")
+_flag("--split", default=None, help="one split (default: every split of the dataset)")
+# model
+_flag("--mt5_model", default=UNISIGN_MT5_DIR,
+      help="local mT5 directory (config.json, weights, tokenizer); 'tiny' for the embedded tiny model")
+_flag("--finetune_allow_unexpected", action="store_true",
+      help="ignore (with a warning) checkpoint weights this model does not have")
+# descriptions: where they come from
+_flag("--use_descriptions", action="store_true", help="fuse per-frame action descriptions")
+_flag("--desc_dir", default=None,
+      help="root of the description files: <desc_dir>/<dataset>/<sample_id>.json (default: <data_root>/description)")
+_flag("--desc_strict", action="store_true", help="an unusable description file stops the run")
+_flag("--describe", default=None, choices=DESCRIBE_SOURCES,
+      help="files: read --desc_dir; rules: make the descriptions from each pose file on the fly "
+           "(default: what the checkpoint was trained with, else files)")
+_flag("--language", default=None, choices=DESCRIBE_LANGUAGES,
+      help="language of the rules describer's texts (default: the dataset's)")
+_flag("--frame_size", type=int, nargs=2, metavar=("W", "H"), default=None,
+      help="video frame size for the rules describer's aspect ratio: only W/H matters "
+           "(default: per dataset, see docs/describe.md)")
+_flag("--fps", type=float, default=None, help="frame rate of the pose files for the rules describer (default: 25)")
+# descriptions: alignment to the sampled frames, text vectors, fusion
+_flag("--desc_alignment", default="interpolate", choices=ALIGNMENTS)
+_flag("--max_gap", type=_optional_int, default=None, help="nearest-neighbour limit in frames")
+_flag("--desc_encoder", default=None, help="frozen text encoder directory (default: --mt5_model)")
+_flag("--desc_store", default=None, help="precomputed embedding store (signfuse precompute-text)")
+_flag("--desc_max_tokens", type=int, default=64,
+      help="tokens per description text at most (the text encoder's); the rules describer's texts also have at "
+           "most this many words (en) or characters (zh)")
+_flag("--text_fusion_type", default="gating", choices=FUSION_TYPES)
+_flag("--text_dropout_p", type=float, default=0.1)
+_flag("--text_dropout_sample_p", type=float, default=0.0)
+# evaluation and generation
+_flag("--num_beams", type=int, default=4, help="beam width of generation (1: greedy)")
+_flag("--max_new_tokens", type=int, default=100, help="most tokens generated per sample")
+_flag("--eval_descriptions", default="on", choices=("on", "off", "both"),
+      help="evaluate with descriptions, with every frame masked, or both")
+_flag("--eval_every_epochs", type=int, default=1)
+# the run: devices, processes, resuming
+_flag("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+_flag("--dtype", default="bf16", choices=("bf16", "fp16"), help="autocast/DeepSpeed precision on GPU")
+_flag("--zero_stage", type=int, default=2, help="DeepSpeed ZeRO stage")
+_flag("--offload", action="store_true", help="DeepSpeed optimizer offload to CPU")
+_flag("--local_rank", "--local-rank", dest="local_rank", type=int, default=None, help="set by the deepspeed launcher")
+_flag("--engine", default="auto", choices=("auto", "torch", "deepspeed"),
+      help="auto: DeepSpeed under the deepspeed launcher, else torch (DDP under torchrun)")
+_flag("--sync_bn", action=argparse.BooleanOptionalAction, default=True,
+      help="BatchNorm statistics synchronised across processes (SyncBatchNorm) on GPU, as Uni-Sign does "
+           "(CPU and one-process runs keep plain BatchNorm)")
+_flag("--resume", default="none", help="'auto': continue from <output_dir>/last.pth; or a folder")
+_flag("--save_every_steps", type=int, default=0, help="also write last.pth every N optimizer steps")
+_flag("--skip_nonfinite", action="store_true", help="skip (and count) steps whose loss is NaN/inf")
+_flag("--max_steps", type=int, default=None, help="stop after N optimizer steps (end of that epoch)")
+# RGB-pose branch
+_flag("--rgb_support", action="store_true",
+      help="Uni-Sign's RGB-pose model: hand crops from the videos fused into the hand features")
+_flag("--rgb_dir", default=None,
+      help="video folder (default: Uni-Sign's layout under --data_root, split sub-folder included)")
+_flag("--rgb_eval_sampling", default="topk", choices=RGB_EVAL_SAMPLING,
+      help="evaluation hand frames: topk (deterministic, the k best) or random (Uni-Sign's draw)")
+_flag("--rgb_gate_init", default="zero", choices=RGB_GATE_INITS,
+      help="zero: Uni-Sign's gate (no gradient reaches the branch); small: a gate that can learn")
+_flag("--rgb_crop", default="unisign", choices=RGB_CROPS,
+      help="unisign: Uni-Sign's numpy-slicing crops; padded: zero fill outside the frame")
+_flag("--rgb_backbone_weights", default="none",
+      help="for RGB training without RGB weights in --finetune: none, imagenet (torchvision's weights API) "
+           "or a local state-dict FILE")
+_flag("--video", default=None,
+      help="the sign video of --pose: an RGB-pose checkpoint (--rgb_support) takes its hand crops from it")
+_flag("--videos", action="store_true",
+      help="also write a lossless video per sample showing the hands where the pose puts them "
+           "(dataset/Synthetic/rgb_format/<split>/: the input of --rgb_support)")
+
+
+def add_flags(p, *dests, required=(), default=None) -> None:
+    """Add the flags ``dests`` (FLAGS keys) to ``p`` (a parser or an argument group).
+    ``required``: those of them the command cannot do without; ``default``: {dest: value} for
+    a command whose fallback differs (the flag keeps its meaning)."""
+    for dest in dests:
+        names, kw = FLAGS[dest]
+        kw = dict(kw)
+        if dest in required:
+            kw.pop("default", None)
+            kw["required"] = True
+        if default and dest in default:
+            kw["default"] = default[dest]
+        p.add_argument(*names, **kw)
+
+
+# ----------------------------------------------------------------------------- groups
+
+UNISIGN_TRAINING = ("batch_size", "gradient_accumulation_steps", "gradient_clipping", "epochs", "finetune", "opt",
+                    "opt_eps", "weight_decay", "lr", "min_lr", "warmup_epochs", "sched", "output_dir", "seed", "eval",
+                    "num_workers", "label_smoothing", "hidden_dim")
+DATA = ("dataset", "task", "max_length", "data_root", "label_dir", "pose_dir", "trust_pickles", "max_samples")
+DESCRIPTION_SOURCE = ("desc_dir", "desc_strict", "describe", "language", "frame_size", "fps")
+DESCRIPTION_MODEL = ("desc_alignment", "max_gap", "desc_encoder", "desc_store", "desc_max_tokens")
+FUSION = ("use_descriptions", "text_fusion_type", "text_dropout_p", "text_dropout_sample_p")
+GENERATION = ("num_beams", "max_new_tokens")
+DISTRIBUTED = ("device", "dtype", "zero_stage", "offload", "local_rank", "engine", "sync_bn")
+RESUMING = ("resume", "save_every_steps", "skip_nonfinite", "max_steps")
+RGB = ("rgb_support", "rgb_dir", "rgb_eval_sampling", "rgb_gate_init", "rgb_crop", "rgb_backbone_weights")
+
+
+def add_data_args(p, *dests, required=()) -> None:
+    """Dataset, task and Uni-Sign's layout (default: all of ``DATA``)."""
+    add_flags(p.add_argument_group("data"), *(dests or DATA), required=required)
+
+
+def add_description_args(p, *dests, required=()) -> None:
+    """Where the descriptions come from, how they are aligned and encoded, and the fusion
+    (default: all of them)."""
+    add_flags(p.add_argument_group("descriptions"), *(dests or FUSION + DESCRIPTION_SOURCE + DESCRIPTION_MODEL),
+              required=required)
+
+
+def add_rgb_args(p, *dests) -> None:
+    add_flags(p.add_argument_group("RGB-pose branch (--rgb_support)"), *(dests or RGB))
+
+
+def add_generation_args(p) -> None:
+    add_flags(p.add_argument_group("generation"), *GENERATION)
+
+
+def add_distributed_args(p, *dests) -> None:
+    """Device, precision, processes (torchrun / DeepSpeed)."""
+    add_flags(p.add_argument_group("devices and processes"), *(dests or DISTRIBUTED))
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    """Every flag of Uni-Sign's fine_tuning.py, then signfuse's own."""
-    g = p.add_argument_group("Uni-Sign flags")
-    g.add_argument("--batch-size", dest="batch_size", type=int, default=16, help="samples per process and step")
-    g.add_argument("--gradient-accumulation-steps", dest="gradient_accumulation_steps", type=int, default=8)
-    g.add_argument("--gradient-clipping", dest="gradient_clipping", type=float, default=1.0)
-    g.add_argument("--epochs", type=int, default=20)
-    g.add_argument("--finetune", default="", help="checkpoint to start from ({'model': state_dict}, Uni-Sign's format)")
-    g.add_argument("--opt", default="adamw")
-    g.add_argument("--opt-eps", dest="opt_eps", type=float, default=1e-9)
-    g.add_argument("--weight-decay", dest="weight_decay", type=float, default=1e-4)
-    g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--min-lr", dest="min_lr", type=float, default=1e-8)
-    g.add_argument("--warmup-epochs", dest="warmup_epochs", type=float, default=0)
-    g.add_argument("--sched", default="cosine")
-    g.add_argument("--output_dir", default="", help="where checkpoints, logs and results go")
-    g.add_argument("--seed", type=int, default=42)
-    g.add_argument("--eval", action="store_true", help="evaluate (dev then test) instead of training")
-    g.add_argument("--num_workers", type=int, default=8)
-    g.add_argument("--max_length", type=int, default=256, help="frames sampled per video at most")
-    g.add_argument("--dataset", default="CSL_Daily", choices=DATASETS)
-    g.add_argument("--task", default="SLT", choices=TASKS)
-    g.add_argument("--label_smoothing", type=float, default=0.2)
-    g.add_argument("--rgb_support", action="store_true", help="RGB branch (not available in signfuse yet)")
-    g.add_argument("--hidden_dim", type=int, default=256, help="accepted for compatibility (Uni-Sign's pose width)")
-    g.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"), help="autocast/DeepSpeed precision on GPU")
-    g.add_argument("--zero_stage", type=int, default=2, help="DeepSpeed ZeRO stage")
-    g.add_argument("--offload", action="store_true", help="DeepSpeed optimizer offload to CPU")
-    g.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None,
-                   help="set by the deepspeed launcher")
-
-    g = p.add_argument_group("signfuse flags")
-    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
-    g.add_argument("--mt5_model", default=UNISIGN_MT5_DIR,
-                   help="local mT5 directory (config.json, weights, tokenizer); 'tiny' for the embedded tiny model")
-    g.add_argument("--data_root", default=".", help="root of Uni-Sign's layout (data/<dataset>/, dataset/<dataset>/pose_format)")
-    g.add_argument("--label_dir", default=None, help="folder of labels.<split> (overrides --data_root)")
-    g.add_argument("--pose_dir", default=None, help="folder of the pose .pkl files (overrides --data_root)")
-    g.add_argument("--trust_pickles", action="store_true",
-                   help="load pose/label pickles with the unrestricted unpickler (only for files you trust)")
-    g.add_argument("--engine", default="auto", choices=("auto", "torch", "deepspeed"),
-                   help="auto: DeepSpeed under the deepspeed launcher, else torch (DDP under torchrun)")
-    g.add_argument("--resume", default="none", help="'auto': continue from <output_dir>/last.pth; or a folder")
-    g.add_argument("--save_every_steps", type=int, default=0, help="also write last.pth every N optimizer steps")
-    g.add_argument("--skip_nonfinite", action="store_true", help="skip (and count) steps whose loss is NaN/inf")
-    g.add_argument("--eval_every_epochs", type=int, default=1)
-    g.add_argument("--max_samples", type=int, default=None, help="use only the first N samples of each split")
-    g.add_argument("--max_steps", type=int, default=None, help="stop after N optimizer steps (end of that epoch)")
-    g.add_argument("--finetune_allow_unexpected", action="store_true",
-                   help="ignore (with a warning) checkpoint weights this model does not have")
-    g.add_argument("--num_beams", type=int, default=4, help="beam width of evaluation (1: greedy)")
-    g.add_argument("--max_new_tokens", type=int, default=100, help="most tokens generated per sample in evaluation")
-
-    g = p.add_argument_group("descriptions")
-    g.add_argument("--use_descriptions", action="store_true", help="fuse per-frame action descriptions")
-    g.add_argument("--text_fusion_type", default="gating", choices=FUSION_TYPES)
-    g.add_argument("--text_dropout_p", type=float, default=0.1)
-    g.add_argument("--text_dropout_sample_p", type=float, default=0.0)
-    g.add_argument("--desc_dir", default="description")
-    g.add_argument("--desc_encoder", default=None, help="frozen text encoder directory (default: --mt5_model)")
-    g.add_argument("--desc_store", default=None, help="precomputed embedding store (signfuse precompute-text)")
-    g.add_argument("--desc_max_tokens", type=int, default=64)
-    g.add_argument("--desc_strict", action="store_true", help="an unusable description file stops the run")
-    g.add_argument("--max_gap", type=_optional_int, default=None, help="nearest-neighbour limit in frames")
-    g.add_argument("--desc_alignment", default="interpolate", choices=ALIGNMENTS)
-    g.add_argument("--eval_descriptions", default="on", choices=("on", "off", "both"),
-                   help="evaluate with descriptions, with every frame masked, or both")
+    """Every flag of Uni-Sign's fine_tuning.py, then signfuse's own (train, eval, fine_tuning.py)."""
+    add_flags(p.add_argument_group("Uni-Sign training"), *UNISIGN_TRAINING)
+    add_data_args(p)
+    add_flags(p.add_argument_group("model"), "mt5_model", "finetune_allow_unexpected")
+    add_description_args(p)
+    add_flags(p.add_argument_group("evaluation"), *GENERATION, "eval_descriptions", "eval_every_epochs")
+    add_distributed_args(p)
+    add_flags(p.add_argument_group("long runs"), *RESUMING)
+    add_rgb_args(p)
 
 
 def run_parser(prog="fine_tuning.py") -> argparse.ArgumentParser:
@@ -102,15 +224,35 @@ def run_parser(prog="fine_tuning.py") -> argparse.ArgumentParser:
 
 
 def check_run_args(args) -> None:
-    """Flag problems that must stop a run before any work."""
-    if args.rgb_support:
-        raise InputError("--rgb_support: the RGB branch of Uni-Sign is not part of signfuse yet; "
-                         "run without --rgb_support (pose only)")
+    """Flag problems that must stop a run before any work (checked once, here)."""
     for name in ("batch_size", "gradient_accumulation_steps", "epochs", "max_length"):
         if getattr(args, name) < 1:
-            raise InputError(f"--{name.replace('_', '-') if name != 'max_length' else name} {getattr(args, name)}: must be at least 1")
+            flag = name if name == "max_length" else name.replace("_", "-")
+            raise InputError(f"--{flag} {getattr(args, name)}: must be at least 1")
     if not 0.0 <= args.text_dropout_p <= 1.0 or not 0.0 <= args.text_dropout_sample_p <= 1.0:
         raise InputError("--text_dropout_p / --text_dropout_sample_p: must be probabilities in [0, 1]")
+    if args.max_gap is not None and args.max_gap < 0:
+        raise InputError(f"--max_gap {args.max_gap}: must be a number of frames >= 0 (or none)")
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: list) -> frozenset:
+    """The dests of the flags that ``argv`` gives explicitly (not left at their defaults)."""
+    quiet = _without_defaults(parser)
+    return frozenset(vars(quiet.parse_args(argv)))
+
+
+def _without_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    import copy
+    quiet = copy.deepcopy(parser)
+    stack = [quiet]
+    while stack:
+        p = stack.pop()
+        p._defaults.clear()
+        for action in p._actions:
+            action.default = argparse.SUPPRESS
+            if isinstance(action, argparse._SubParsersAction):
+                stack += list(action.choices.values())
+    return quiet
 
 
 def _run(args, evaluate_only: bool):
@@ -134,7 +276,7 @@ def cmd_predict(args):
 
 
 def _fractions(text: str) -> tuple:
-    """'0.8,0.1,0.1' -> (0.8, 0.1, 0.1) (argparse type of make-synthetic --split)."""
+    """'0.8,0.1,0.1' -> (0.8, 0.1, 0.1) (argparse type of make-synthetic --split_fractions)."""
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
@@ -147,7 +289,11 @@ def _fractions(text: str) -> tuple:
 def cmd_make_synthetic(args):
     from signfuse.data.synthetic import make_synthetic
     summary = make_synthetic(args.out, samples=args.samples, seed=args.seed, n_signs=args.n_signs,
-                             n_pairs=args.n_pairs, desc_fraction=args.desc_fraction, split=args.split)
+                             n_pairs=args.n_pairs, desc_fraction=args.desc_fraction, split=args.split_fractions,
+                             mouthing=args.mouthing, cue_amplitude=args.cue_amplitude)
+    if args.videos:
+        from signfuse.data.synthetic_video import write_videos
+        summary["videos"] = write_videos(args.out)
     print(json.dumps(summary, default=str))
 
 
@@ -156,62 +302,70 @@ def cmd_describe_stats(args):
     print(describe_stats_command(args))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="signfuse", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_run_commands(sub) -> None:
     for name, evaluate_only, text in (("train", False, "fine-tune (same flags as fine_tuning.py)"),
                                       ("eval", True, "evaluate dev then test (same flags as fine_tuning.py)")):
         sp = sub.add_parser(name, help=text, description=text)
         add_run_args(sp)
         sp.set_defaults(func=lambda a, e=evaluate_only: _run(a, e))
 
+
+def _add_predict(sub) -> None:
+    text = ("translate one pose file; the model's settings (mT5, dataset, sampling, alignment, generation, "
+            "descriptions, RGB) are the checkpoint's unless given")
+    sp = sub.add_parser("predict", help="translate one pose file", description=text)
+    g = sp.add_argument_group("inputs")
+    add_flags(g, "finetune", required=("finetune",))
+    g.add_argument("--pose", required=True, help="pose .pkl file")
+    g.add_argument("--description", default=None, help="description .json file of that video")
+    add_flags(g, "video")
+    add_data_args(sp, "dataset", "max_length", "trust_pickles")
+    add_flags(sp.add_argument_group("model"), "mt5_model")
+    add_description_args(sp, "describe", "language", "frame_size", "fps", *DESCRIPTION_MODEL)
+    add_generation_args(sp)
+    add_distributed_args(sp, "device")
+    add_rgb_args(sp, "rgb_support", "rgb_eval_sampling", "rgb_crop")
+    sp.set_defaults(func=cmd_predict)
+
+
+def _add_data_commands(sub) -> None:
     sp = sub.add_parser("score", help="score prediction/reference files written by evaluation")
     sp.add_argument("--pred", required=True, help="<split>_tmp_pres.txt")
     sp.add_argument("--ref", required=True, help="<split>_tmp_refs.txt")
-    sp.add_argument("--dataset", default="CSL_Daily", choices=DATASETS, help="selects the post-processing")
-    sp.add_argument("--task", default="SLT", choices=TASKS)
+    add_data_args(sp, "dataset", "task")
     sp.set_defaults(func=cmd_score)
-
-    sp = sub.add_parser("predict", help="translate one pose file")
-    sp.add_argument("--finetune", required=True, help="checkpoint")
-    sp.add_argument("--mt5_model", default=UNISIGN_MT5_DIR)
-    sp.add_argument("--pose", required=True, help="pose .pkl file")
-    sp.add_argument("--description", default=None, help="description .json file of that video")
-    sp.add_argument("--dataset", default=None, choices=DATASETS, help="(default: from the checkpoint)")
-    sp.add_argument("--device", default=None)
-    sp.add_argument("--max_length", type=int, default=256)
-    sp.add_argument("--num_beams", type=int, default=4)
-    sp.add_argument("--max_new_tokens", type=int, default=100)
-    sp.add_argument("--trust_pickles", action="store_true")
-    sp.add_argument("--desc_store", default=None)
-    sp.add_argument("--desc_encoder", default=None)
-    sp.add_argument("--desc_alignment", default="interpolate", choices=ALIGNMENTS)
-    sp.add_argument("--max_gap", type=_optional_int, default=None)
-    sp.set_defaults(func=cmd_predict)
 
     sp = sub.add_parser("make-synthetic", help="write the synthetic sign benchmark in Uni-Sign's layout")
     sp.add_argument("--out", required=True)
     sp.add_argument("--samples", type=int, default=600)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=int, default=0, help="seed of the generated data")
     sp.add_argument("--n_signs", type=int, default=16, help="words of the lexicon")
     sp.add_argument("--n_pairs", type=int, default=4,
                     help="pairs of words that share their keypoints (told apart only by descriptions)")
     sp.add_argument("--desc_fraction", type=float, default=0.8, help="share of the samples with a description file")
-    sp.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1),
+    sp.add_argument("--split_fractions", type=_fractions, default=(0.8, 0.1, 0.1),
                     help="train,dev,test fractions of the samples (default 0.8,0.1,0.1)")
+    sp.add_argument("--mouthing", type=float, default=0.0,
+                    help="share of the signs during which the mouth opens (0 to 1; ground truth in truth/)")
+    sp.add_argument("--cue_amplitude", type=float, default=0.0,
+                    help="how far the paired signs' facial cue moves the face points, in body units (half a "
+                         "shoulder width): a weak cue in the keypoints themselves (0: none)")
+    add_flags(sp, "videos")
     sp.set_defaults(func=cmd_make_synthetic)
 
     sp = sub.add_parser("describe-stats", help="coverage of a dataset's description files")
-    sp.add_argument("--desc_dir", default="description")
-    sp.add_argument("--dataset", required=True, choices=DATASETS)
-    sp.add_argument("--split", default=None, help="only the samples of this split's label file")
-    sp.add_argument("--data_root", default=".")
-    sp.add_argument("--label_dir", default=None)
-    sp.add_argument("--mt5_model", default=None, help="count text length in this tokenizer's tokens")
-    sp.add_argument("--trust_pickles", action="store_true")
+    add_data_args(sp, "dataset", "split", "data_root", "label_dir", "trust_pickles", required=("dataset",))
+    add_description_args(sp, "desc_dir")
+    add_flags(sp, "mt5_model", default={"mt5_model": None})  # None: text length in words
     sp.set_defaults(func=cmd_describe_stats)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="signfuse", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_commands(sub)
+    _add_predict(sub)
+    _add_data_commands(sub)
     for register in _extra_commands():
         register(sub)
     return p
@@ -219,10 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Sub-commands defined next to the code they drive."""
-    from signfuse import demo, plotting
+    from signfuse import demo, plotting, pose_extraction, translate
     from signfuse.data import check
+    from signfuse.describe import command as describe
     from signfuse.models import text_store
-    return [demo.register, plotting.register, check.register, text_store.register]
+    return [demo.register, plotting.register, check.register, text_store.register, pose_extraction.register,
+            translate.register, describe.register]
 
 
 def _rank_tag() -> str:
@@ -236,6 +392,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.given_flags = given_flags(parser, argv)
     try:
         args.func(args)
     except SignfuseError as e:
@@ -249,7 +406,10 @@ def main(argv=None) -> int:
 
 def fine_tuning_main(argv=None) -> int:
     """``python fine_tuning.py ...``: Uni-Sign's entry point."""
-    args = run_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = run_parser()
+    args = parser.parse_args(argv)
+    args.given_flags = given_flags(parser, argv)
     try:
         _run(args, evaluate_only=False)
     except SignfuseError as e:

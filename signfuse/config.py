@@ -1,7 +1,11 @@
 """One configuration object for the model, built from the command line or by hand.
 
 ``ModelConfig`` travels through the whole model (pose encoder, fusion, Uni_Sign), as in
-nanoGPT. ``DATASETS`` describes the dataset layouts and their languages.
+nanoGPT. It is frozen: a run resolves it once (``ModelConfig.from_args`` with the
+checkpoint's recorded configuration, then ``uni_sign.resolve_config`` for the widths that
+follow from the models used) and nothing changes it afterwards. ``CHECKPOINT_SETTINGS`` are
+the other settings a checkpoint records (``eval`` and ``predict`` read them back).
+``DATASETS`` describes the dataset layouts and their languages.
 """
 from dataclasses import dataclass, fields
 
@@ -13,6 +17,11 @@ SPLITS = {name: ("train", "dev", "test") for name in DATASETS}
 SPLITS["How2Sign"] = ("train", "test")
 FUSION_TYPES = ("gating", "cross_attn")
 ALIGNMENTS = ("interpolate", "nearest", "exact")
+RGB_EVAL_SAMPLING = ("topk", "random")   # evaluation hand frames: deterministic k best, or Uni-Sign's draw
+RGB_GATE_INITS = ("zero", "small")
+RGB_CROPS = ("unisign", "padded")        # padded: boxes leaving the frame are zero-filled, never wrapped
+DESCRIBE_SOURCES = ("files", "rules")    # where descriptions come from in train/eval/predict
+DESCRIBE_LANGUAGES = ("en", "zh")
 
 UNISIGN_MT5_DIR = "./pretrained_weight/mt5-base"
 TINY_MT5 = "tiny"  # --mt5_model tiny: the tiny config and tokenizer shipped in signfuse/assets
@@ -24,7 +33,7 @@ def prompt_for(dataset: str) -> str:
     return f"Translate sign language video to {lang}: "
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     # pose encoder (Uni-Sign defaults; tiny configurations scale the widths down)
     gcn_channels: tuple = (64, 128, 256)  # proj_linear -> c0; spatial chain c0->c0->c1->c2
@@ -47,18 +56,44 @@ class ModelConfig:
     text_dropout_sample_p: float = 0.0
     desc_max_tokens: int = 64
     cross_attn_heads: int = 8
+    # RGB-pose branch (off: exactly the pose-only Uni-Sign; rgb-pose.md section 8)
+    rgb_support: bool = False
+    rgb_gate_init: str = "zero"           # zero: Uni-Sign's (checkpoint parity); small: a gate that can learn
 
     @property
     def prompt(self) -> str:
         return prompt_for(self.dataset)
 
     @classmethod
-    def from_args(cls, args, **overrides) -> "ModelConfig":
-        """Take every field that ``args`` (an argparse namespace) has; then ``overrides``."""
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in vars(args).items() if k in names and v is not None}
-        values.update(overrides)
+    def from_dict(cls, saved: dict) -> "ModelConfig":
+        """A configuration recorded in a checkpoint (plain data; unknown keys ignored)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: tuple(v) if k == "gcn_channels" else v for k, v in saved.items() if k in known}
         return cls(**values)
+
+    @classmethod
+    def from_args(cls, args, saved: dict | None = None, **overrides) -> "ModelConfig":
+        """The fields that no flag sets (the architecture: widths, kernel, fusion sizes) from
+        ``saved`` (a checkpoint's recorded configuration, if any); every field that ``args``
+        (an argparse namespace) has, from it; then ``overrides``."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in (saved or {}).items() if k in names}
+        values.update({k: v for k, v in vars(args).items() if k in names and v is not None})
+        values.update(overrides)
+        return cls.from_dict(values)
 
 
 TINY_POSE_CHANNELS = (8, 16, 32)  # the pose widths used with --mt5_model tiny (CPU tests, the demo)
+
+#: The run settings every checkpoint records besides ``ModelConfig`` (flag names, by kind).
+#: ``signfuse eval`` and ``signfuse predict`` take each of them from the checkpoint unless it
+#: is given on the command line (a given value that differs is reported in one line).
+#: ``rules_version`` is no flag: the version of the rules describer that made the training
+#: descriptions with ``--describe rules`` (None otherwise; a later version is reported).
+CHECKPOINT_SETTINGS = {
+    "model": ("dataset", "task", "mt5_model", "max_length", "num_beams", "max_new_tokens"),
+    "descriptions": ("use_descriptions", "text_fusion_type", "desc_encoder", "desc_max_tokens",
+                     "desc_alignment", "max_gap", "describe", "language", "frame_size", "fps", "rules_version"),
+    "rgb": ("rgb_support", "rgb_gate_init", "rgb_crop", "rgb_eval_sampling"),
+}
+CHECKPOINT_FLAGS = tuple(name for names in CHECKPOINT_SETTINGS.values() for name in names)

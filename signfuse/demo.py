@@ -3,24 +3,32 @@
 1. ``make_synthetic`` writes the synthetic benchmark (``<out>/data``): a small sign language
    in which 4 pairs of words (happy/sad, big/small, hot/cold, yes/no) share exactly the same
    keypoints and differ only by a facial cue that the sparse action descriptions state.
-2. Two runs of the real training pipeline (``signfuse.training.run.train``), with the tiny
+2. Three runs of the real training pipeline (``signfuse.training.run.train``), with the tiny
    mT5 (``--mt5_model tiny``, random weights) and the same ``--seed``, hence the same initial
    pose-encoder and mT5 weights, the same batches and the same number of steps:
-   ``pose-only`` (Uni-Sign) and ``gated`` (``--use_descriptions --text_fusion_type gating``).
-3. Both evaluated on the test split (``run.evaluate``; the gated one also with every
+   ``pose-only`` (Uni-Sign), ``gated`` (``--use_descriptions --text_fusion_type gating``,
+   phase 1) and ``cross-attention`` (``--text_fusion_type cross_attn``, phase 2).
+3. All evaluated on the test split (``run.evaluate``; the two fusions also with every
    description masked, ``--eval_descriptions both``), with greedy decoding (``--num_beams 1``).
 4. A table (BLEU-4, ROUGE-L, share of the paired words recovered, train time, parameters),
-   the gate plot of one test sample, and the commands that reproduce each number.
+   the mean gate per alignment kind, the gate plot of one test sample (with and without its
+   descriptions), the gate distribution over the test split, and the commands that reproduce
+   each number. ``--results FILE`` also writes the figures with the commit, the CPU and the
+   torch version (docs/results/demo-<seed>.json).
 
-Without descriptions a model can at best guess between the two members of a pair; the gated
-model reads the cue. ``run_demo`` returns the numbers as a dict.
+Without descriptions a model can at best guess between the two members of a pair; the fused
+models read the cue. ``run_demo`` returns the numbers as a dict.
 """
 import contextlib
 import json
 import os
+import platform
+import subprocess
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 
 DATASET = "Synthetic"
@@ -30,17 +38,22 @@ DATASET = "Synthetic"
 # The data: 8 signs, all of them in the 4 pairs (4 keypoint patterns, each shared by two words),
 # so that a few minutes of CPU training show what the descriptions bring; the generator's other
 # defaults (30-90 frames, 80 % of the samples described, 3 invalid files) are kept, and
-# ``signfuse make-synthetic --samples N --seed S --n_signs 8 --split 0.6,0.1,0.3`` writes the
+# ``signfuse make-synthetic --samples N --seed S --n_signs 8 --split_fractions 0.6,0.1,0.3`` writes the
 # same data. A large test split (240 videos): the table's scores move little with the seed.
-# text_dropout_sample_p: the gated run also trains on samples with every description dropped,
-# so that it still translates (nearly) as well as pose-only when a video comes without any.
+# Text dropout (frame- and sample-level, docs/gate.md): the fused runs also train on frames and
+# whole samples with their descriptions dropped, so that they still translate as well as
+# pose-only when a video comes without any.
 FULL = dict(samples=800, split=(0.6, 0.1, 0.3), n_signs=8, n_pairs=4, epochs=20, batch_size=16, max_length=16, lr=2e-3,
-            warmup_epochs=0.5, label_smoothing=0.1, text_dropout_sample_p=0.1, num_beams=1,
+            warmup_epochs=0.5, label_smoothing=0.1, text_dropout_p=0.1, text_dropout_sample_p=0.1, num_beams=1,
             max_new_tokens=16, threads=1)
 QUICK = dict(FULL, samples=240, epochs=3)
 
-ROWS = ("pose-only", "gated (descriptions)", "gated (descriptions off)")
+# (key, --text_fusion_type or None, table name), in the table's order; the runs start longest first
+MODELS = (("pose_only", None, "pose-only"), ("gated", "gating", "gated"), ("cross_attn", "cross_attn", "cross-attention"))
+ROWS = ("pose-only", "gated (descriptions)", "gated (descriptions off)",
+        "cross-attention (descriptions)", "cross-attention (descriptions off)")
 COLUMNS = ("BLEU-4", "ROUGE-L", "paired words %", "train time (s)", "parameters")
+KIND_ORDER = ("exact", "interpolated", "nearest", "undescribed")
 
 
 def settings(quick: bool = False, **overrides) -> dict:
@@ -53,9 +66,10 @@ def settings(quick: bool = False, **overrides) -> dict:
     return s
 
 
-def run_flags(data_dir, output_dir, s: dict, seed: int, gated: bool, device: str = "cpu") -> list:
-    """The ``signfuse train`` flags of one of the two runs (the two differ only by the
-    description flags). ``signfuse eval`` takes the same flags plus ``--finetune``."""
+def run_flags(data_dir, output_dir, s: dict, seed: int, fusion=None, device: str = "cpu") -> list:
+    """The ``signfuse train`` flags of one run; ``fusion``: None/False (pose-only), True
+    ("gating") or a ``--text_fusion_type``. The runs differ only by the description flags.
+    ``signfuse eval`` takes the same flags plus ``--finetune``."""
     data_dir = Path(data_dir)
     flags = ["--mt5_model", "tiny", "--dataset", DATASET, "--data_root", str(data_dir),
              "--desc_dir", str(data_dir / "description"), "--output_dir", str(output_dir),
@@ -65,8 +79,9 @@ def run_flags(data_dir, output_dir, s: dict, seed: int, gated: bool, device: str
              "--warmup-epochs", str(s["warmup_epochs"]), "--max_length", str(s["max_length"]),
              "--num_beams", str(s["num_beams"]), "--max_new_tokens", str(s["max_new_tokens"]),
              "--eval_every_epochs", str(s["epochs"])]
-    if gated:
-        flags += ["--use_descriptions", "--text_fusion_type", "gating",
+    if fusion:
+        flags += ["--use_descriptions", "--text_fusion_type", "gating" if fusion is True else str(fusion),
+                  "--text_dropout_p", str(s["text_dropout_p"]),
                   "--text_dropout_sample_p", str(s["text_dropout_sample_p"])]
     return flags
 
@@ -124,6 +139,8 @@ def paired_word_accuracy(pred_file, ref_file, pairs) -> float:
     return 100.0 * hit / max(1, total)
 
 
+# ----------------------------------------------------------------------------- running the three models
+
 @contextlib.contextmanager
 def _threads(n: int):
     before = torch.get_num_threads()
@@ -146,8 +163,8 @@ def _quiet(enabled: bool):
 
 
 def _train_and_evaluate(key: str, flags: list, eval_flags: list, threads: int, quiet: bool) -> dict:
-    """One of the two runs: train, evaluate on dev and test, count parameters. Runs in a
-    worker process when the demo trains the two models side by side."""
+    """One of the runs: train, evaluate on dev and test, count parameters. Runs in a worker
+    process when the demo trains the models side by side."""
     from signfuse.training import run
     torch.set_num_threads(threads)
     with _quiet(quiet):
@@ -162,7 +179,7 @@ def _train_and_evaluate(key: str, flags: list, eval_flags: list, threads: int, q
             "eval_s": eval_s, "parameters": params[0], "fusion_parameters": params[1]}
 
 
-def _run_both(jobs: list, workers: int, threads: int, quiet: bool) -> dict:
+def _run_all(jobs: list, workers: int, threads: int, quiet: bool) -> dict:
     """{key: _train_and_evaluate(...)} of every job, ``workers`` at a time (separate processes
     when more than one: each trains on its own core)."""
     if workers <= 1:
@@ -176,99 +193,200 @@ def _run_both(jobs: list, workers: int, threads: int, quiet: bool) -> dict:
 
 
 def default_workers() -> int:
-    """Two processes (one per model) when the machine has two cores or more."""
-    return 2 if (os.cpu_count() or 1) >= 2 else 1
+    """One process per model, at most one per core."""
+    return max(1, min(len(MODELS), os.cpu_count() or 1))
 
 
-def run_demo(out_dir="signfuse_demo", quick: bool = False, seed: int = 0, device: str = "cpu",
-             workers: int = None, verbose: bool = False, echo=print, **overrides) -> dict:
-    """Make the data, train and evaluate pose-only and gated, print the table; return
-    ``{"rows": {row: {column: value}}, "table", "gate_plot", "commands", "settings", "times"}``
-    (also written to ``<out_dir>/demo_results.json``).
-
-    ``workers``: processes training the two models side by side (default: 2 on a machine with
-    two cores or more, else 1). ``overrides``: any key of ``FULL``.
-    """
-    from signfuse.data.synthetic import make_synthetic
-
-    s = settings(quick, **overrides)
-    workers = default_workers() if workers is None else max(1, int(workers))
-    out = Path(out_dir)
-    data = out / "data"
-    t_start = time.time()
-    summary = make_synthetic(data, samples=s["samples"], seed=seed, n_signs=s["n_signs"],
-                             n_pairs=s["n_pairs"], split=s["split"], overwrite=True)
-    echo(f"data: {summary['splits']['train']} train / {summary['splits']['dev']} dev / "
-         f"{summary['splits']['test']} test videos of {len(summary['words'])} signs in {data}; "
-         f"pairs told apart only by descriptions: " + ", ".join("/".join(p) for p in summary["pairs"]))
+def _jobs(out: Path, data: Path, s: dict, seed: int, device: str) -> tuple[list, dict]:
+    """(jobs for ``_run_all``, {key: [train command, eval command]})."""
     jobs, commands = [], {}
-    for key, gated in (("pose_only", False), ("gated", True)):
-        flags = run_flags(data, out / key, s, seed, gated, device)
-        eval_flags = run_flags(data, out / key / "eval", s, seed, gated, device)
+    for key, fusion, _ in reversed(MODELS):  # cross-attention, gated, pose-only: the longest first
+        flags = run_flags(data, out / key, s, seed, fusion, device)
+        eval_flags = run_flags(data, out / key / "eval", s, seed, fusion, device)
         eval_flags += ["--finetune", str(out / key / "best_checkpoint.pth")]
-        eval_flags += ["--eval_descriptions", "both"] if gated else []
+        eval_flags += ["--eval_descriptions", "both"] if fusion else []
         jobs.append((key, flags, eval_flags))
         commands[key] = ["signfuse train " + " ".join(flags), "signfuse eval " + " ".join(eval_flags)]
-    echo(f"training pose-only and gated ({s['epochs']} epochs of {summary['splits']['train']} samples, "
-         f"batch {s['batch_size']}, same seed {seed}) "
-         + ("side by side in 2 processes" if workers > 1 else "one after the other") + " ...")
-    done = _run_both(jobs, workers, s["threads"], quiet=not verbose)
+    return jobs, commands
+
+
+def _table_rows(out: Path, done: dict, pairs) -> dict:
+    """{row of ROWS: {column: value}} from the runs' test results and prediction files."""
     rows = {}
-    for key, tags in (("pose_only", [("", ROWS[0])]), ("gated", [("", ROWS[1]), ("_nodesc", ROWS[2])])):
+    for key, fusion, title in MODELS:
+        tags = [("", f"{title} (descriptions)"), ("_nodesc", f"{title} (descriptions off)")] if fusion else [("", title)]
         ev = out / key / "eval"
         for tag, row in tags:
             r = done[key]["results"]["test" + tag]
             rows[row] = {"BLEU-4": r["bleu4"], "ROUGE-L": r["rouge"],
                          "paired words %": paired_word_accuracy(ev / f"test{tag}_tmp_pres.txt",
-                                                                ev / f"test{tag}_tmp_refs.txt", summary["pairs"]),
+                                                                ev / f"test{tag}_tmp_refs.txt", pairs),
                          "train time (s)": done[key]["train_s"], "parameters": done[key]["parameters"]}
-    gate_plot = _plot_one_gate(out, data)
+    return rows
+
+
+# ----------------------------------------------------------------------------- gates
+
+def gate_by_kind(gates_file, desc_dir) -> dict:
+    """{kind: {"frames", "mean", "median", "std"}} of the gate over a split's frames (the
+    ``<split>_gates.npz`` of an evaluation), per alignment kind (the saved ``alignment``, else
+    recomputed from the description files with the demo's alignment, interpolate)."""
+    from signfuse.data.descriptions import Describer
+    from signfuse.plotting import frame_kinds, gate_summary, load_gates
+    gates = load_gates(gates_file)
+    describer = Describer(desc_dir)
+    kinds = {name: frame_kinds(sample, describer, name) for name, sample in gates.items()}
+    return {k: {s: v for s, v in d.items() if s != "values"} for k, d in gate_summary(gates, kinds).items()}
+
+
+@torch.no_grad()
+def gate_without_descriptions(eval_flags: list, name: str) -> np.ndarray:
+    """The gate of test sample ``name`` when every frame carries the mask embedding
+    (``--eval_descriptions off``), from the run's best checkpoint."""
+    from signfuse.data.dataset import collate_fn
+    from signfuse.training import run
+    args = parse_run_args(eval_flags)
+    model = build_model(args).eval()
+    ds = run.build_dataset(args, "test", train=False, describer=run.build_describer(args))
+    index = next(i for i, k in enumerate(ds.keys) if ds.labels[k]["name"] == name)
+    out = model(collate_fn([ds[index]]), descriptions_off=True)
+    return out["gate"][0, :, 0].float().numpy()
+
+
+def _pick_sample(gates: dict, loader) -> str:
+    """The first test sample (by name) whose descriptions state a paired sign's cue on one of
+    its sampled frames, else the first with a described sampled frame."""
+    cues = {"mouth", "cheeks", "lips", "eyebrows", "head"}
+    described = [n for n in sorted(gates) if gates[n]["has_description"].sum() > 0]
+    for name in described:
+        texts = loader.descriptions(name)
+        sampled = {int(f) for f, h in zip(gates[name]["frame_indices"], gates[name]["has_description"], strict=True) if h > 0.5}
+        if any(str(texts.get(f, "")).split()[:1] and str(texts[f]).split()[0] in cues for f in sampled):
+            return name
+    return described[0] if described else sorted(gates)[0]
+
+
+def _plot_gates(out: Path, data: Path, eval_flags: list, key: str = "gated") -> dict:
+    """The gate plot of one test sample (with its descriptions, and with them off) and the
+    gate distribution over the test split; returns their paths and the sample's name."""
+    from signfuse.data.descriptions import Describer
+    from signfuse.plotting import frame_kinds, load_gates, plot_gate, plot_gate_summary
+    gates_file = out / key / "eval" / "test_gates.npz"
+    gates = load_gates(gates_file)
+    describer = Describer(data / "description" / DATASET)
+    name = _pick_sample(gates, describer)
+    off = gate_without_descriptions(eval_flags, name)
+    plot = plot_gate(gates[name], name, out / f"gate_{name}.png", describer.descriptions(name),
+                     frame_kinds(gates[name], describer, name), gate_off=off)
+    kinds = {n: frame_kinds(s, describer, n) for n, s in gates.items()}
+    summary, _ = plot_gate_summary(gates, kinds, out / "gate_summary.png",
+                                   f"{key} model, test split: gate per frame over {len(gates)} videos, "
+                                   "by alignment kind (diamond: mean)")
+    return {"sample": name, "plot": plot, "summary": summary, "gates_file": gates_file}
+
+
+# ----------------------------------------------------------------------------- the demo
+
+def run_demo(out_dir="signfuse_demo", quick: bool = False, seed: int = 0, device: str = "cpu",
+             workers: int = None, verbose: bool = False, echo=print, results_file=None, **overrides) -> dict:
+    """Make the data, train and evaluate pose-only, gated and cross-attention, print the
+    table; return ``{"rows": {row: {column: value}}, "gates", "table", "gate_plot",
+    "gate_summary", "commands", "settings", "times", ...}`` (also written to
+    ``<out_dir>/demo_results.json``, and with the provenance to ``results_file`` if given).
+
+    ``workers``: processes training the models side by side (default: one per model, at most
+    one per core). ``overrides``: any key of ``FULL``.
+    """
+    from signfuse.data.synthetic import make_synthetic
+
+    s = settings(quick, **overrides)
+    workers = default_workers() if workers is None else max(1, int(workers))
+    out, t_start = Path(out_dir), time.time()
+    data = out / "data"
+    summary = make_synthetic(data, samples=s["samples"], seed=seed, n_signs=s["n_signs"],
+                             n_pairs=s["n_pairs"], split=s["split"], overwrite=True)
+    splits = summary["splits"]
+    echo(f"data: {splits['train']} train / {splits['dev']} dev / {splits['test']} test videos of "
+         f"{len(summary['words'])} signs in {data}; pairs told apart only by descriptions: "
+         + ", ".join("/".join(p) for p in summary["pairs"]))
+    jobs, commands = _jobs(out, data, s, seed, device)
+    echo(f"training pose-only, gated and cross-attention ({s['epochs']} epochs of {splits['train']} samples, "
+         f"batch {s['batch_size']}, same seed {seed}) "
+         + (f"side by side in {workers} processes" if workers > 1 else "one after the other") + " ...")
+    done = _run_all(jobs, workers, s["threads"], quiet=not verbose)
+    rows = _table_rows(out, done, summary["pairs"])
+    desc_dir = data / "description" / DATASET
+    gates = {key: gate_by_kind(out / key / "eval" / "test_gates.npz", desc_dir) for key, fusion, _ in MODELS if fusion}
+    plots = _plot_gates(out, data, dict((k, e) for k, _, e in jobs)["gated"])
     times = {"total": time.time() - t_start,
              **{f"{step}_{key}": done[key][f"{step}_s"] for key in done for step in ("train", "eval")}}
     table = format_table(rows)
-    echo("")
-    echo(f"test split ({summary['splits']['test']} videos); greedy decoding; BLEU-4 and ROUGE-L in %; "
-         f"paired words %: share of the reference's paired words ({', '.join('/'.join(p) for p in summary['pairs'])}) "
-         f"that the translation contains")
-    echo(table)
-    echo(f"gated - pose-only: BLEU-4 {rows[ROWS[1]]['BLEU-4'] - rows[ROWS[0]]['BLEU-4']:+.2f}; "
-         f"gated with descriptions off - pose-only: BLEU-4 {rows[ROWS[2]]['BLEU-4'] - rows[ROWS[0]]['BLEU-4']:+.2f}")
-    echo(f"gate plot: {gate_plot}")
-    echo(f"total time: {times['total']:.0f} s")
+    _report(echo, rows, table, gates, plots, times, splits, summary["pairs"])
+    synth = (f"signfuse make-synthetic --out {data} --samples {s['samples']} --seed {seed} --n_signs {s['n_signs']} "
+             f"--n_pairs {s['n_pairs']} --split_fractions {','.join(map(str, s['split']))}")
+    plot_cmd = (f"signfuse plot-gates --gates {plots['gates_file']} --sample {plots['sample']} --desc_dir "
+                f"{data / 'description'} --dataset {DATASET} --out {plots['plot']} --summary {plots['summary']}")
     echo("")
     echo("reproduce:")
-    synth = f"signfuse make-synthetic --out {data} --samples {s['samples']} --seed {seed}"
-    synth += f" --n_signs {s['n_signs']} --n_pairs {s['n_pairs']} --split {','.join(map(str, s['split']))}"
-    echo("  " + synth)
-    for key in ("pose_only", "gated"):
-        for cmd in commands[key]:
-            echo("  " + cmd)
-    echo(f"  signfuse plot-gates --gates {out / 'gated' / 'eval' / 'test_gates.npz'} "
-         f"--sample {gate_plot.stem[len('gate_'):]} --desc_dir {data / 'description' / DATASET} --out {gate_plot}")
-    result = {"rows": rows, "table": table, "gate_plot": str(gate_plot), "settings": s, "seed": seed,
-              "workers": workers, "times": times, "commands": {"data": synth, **commands},
+    for cmd in [synth] + [c for key, _, _ in MODELS for c in commands[key]] + [plot_cmd]:
+        echo("  " + cmd)
+    result = {"rows": rows, "gates": gates, "table": table, "gate_plot": str(plots["plot"]),
+              "gate_summary": str(plots["summary"]), "gate_sample": plots["sample"], "settings": s, "seed": seed,
+              "workers": workers, "times": times, "commands": {"data": synth, **commands, "plot": plot_cmd},
               "results": {k: v["results"] for k, v in done.items()}}
     (out / "demo_results.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    if results_file:
+        record = {"command": demo_command(quick, seed, device, workers, overrides), **provenance(), **result}
+        Path(results_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(results_file).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        echo(f"results: {results_file}")
     return result
 
 
-def _plot_one_gate(out: Path, data: Path) -> Path:
-    """Draw the gate of the first test sample with a paired word and descriptions."""
-    from signfuse.data.descriptions import DescriptionLoader
-    from signfuse.plotting import load_gates, plot_gate
-    gates = load_gates(out / "gated" / "eval" / "test_gates.npz")
-    loader = DescriptionLoader(data / "description" / DATASET)
-    cues = {"mouth", "cheeks", "lips", "eyebrows", "head"}
-    chosen, texts = None, None
-    for name in sorted(gates):
-        t, _ = loader.load(name)
-        if gates[name]["has_description"].sum() > 0:
-            if chosen is None:
-                chosen, texts = name, t
-            if any(str(v).split()[0] in cues for v in t.values()):
-                chosen, texts = name, t
-                break
-    return plot_gate(gates[chosen], chosen, out / f"gate_{chosen}.png", texts)
+def _report(echo, rows: dict, table: str, gates: dict, plots: dict, times: dict, splits: dict, pairs) -> None:
+    """Print the table, the differences to pose-only, the mean gates and where the plots are."""
+    echo("")
+    echo(f"test split ({splits['test']} videos); greedy decoding; BLEU-4 and ROUGE-L in %; paired words %: share "
+         f"of the reference's paired words ({', '.join('/'.join(p) for p in pairs)}) that the translation contains")
+    echo(table)
+    base = rows[ROWS[0]]["BLEU-4"]
+    echo("BLEU-4 - pose-only: " + ", ".join(f"{row} {rows[row]['BLEU-4'] - base:+.2f}" for row in ROWS[1:]))
+    for key, fusion, title in MODELS:
+        if fusion:
+            g = gates[key]
+            echo(f"mean gate of {title} on the test frames: "
+                 + ", ".join(f"{k} {g[k]['mean']:.3f} ({g[k]['frames']} frames)" for k in KIND_ORDER if k in g))
+    echo(f"gate plot: {plots['plot']}")
+    echo(f"gate summary: {plots['summary']}")
+    echo(f"total time: {times['total']:.0f} s")
+
+
+def demo_command(quick: bool, seed: int, device: str, workers: int, overrides: dict) -> str:
+    """The ``signfuse demo`` command line of these settings."""
+    parts = ["signfuse demo", f"--seed {seed}"] + (["--quick"] if quick else [])
+    parts += [f"--{k} {v}" for k, v in overrides.items() if v is not None]
+    parts += [] if device == "cpu" else [f"--device {device}"]
+    return " ".join(parts + [f"--workers {workers}"])
+
+
+def provenance() -> dict:
+    """Where the figures come from: commit (and whether the tree had uncommitted changes), CPU,
+    cores, torch version, date."""
+    repo = Path(__file__).resolve().parents[1]
+
+    def git(*cmd):
+        try:
+            return subprocess.run(["git", *cmd], cwd=repo, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {"commit": git("rev-parse", "HEAD") or None, "uncommitted_changes": bool(git("status", "--porcelain")),
+            "cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def format_table(rows: dict) -> str:
@@ -285,24 +403,106 @@ def format_table(rows: dict) -> str:
 
 
 def cmd_demo(args) -> None:
+    if getattr(args, "rgb", False):  # the RGB-pose branch instead (a separate, smaller demo)
+        run_rgb_demo(args.out if args.out != "signfuse_demo" else "signfuse_demo_rgb", seed=args.seed,
+                     device=args.device, verbose=args.verbose, samples=args.samples, epochs=args.epochs,
+                     threads=args.threads)
+        return
     run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, workers=args.workers,
-             verbose=args.verbose, samples=args.samples, epochs=args.epochs, threads=args.threads)
+             verbose=args.verbose, results_file=args.results, samples=args.samples, epochs=args.epochs,
+             threads=args.threads)
 
 
 def register(sub) -> None:
-    sp = sub.add_parser("demo", help="generate synthetic data, train pose-only and gated models, compare",
-                        description="Generate the synthetic benchmark, fine-tune the pose-only and the "
-                                    "gated model from the same initial weights on CPU, evaluate both, "
-                                    "print the comparison and save a gate plot (about 3 minutes on 2 "
-                                    "cores; --quick: under a minute).")
-    sp.add_argument("--out", default="signfuse_demo", help="output folder (data, runs, table, plot)")
+    from signfuse.cli import add_flags
+    sp = sub.add_parser("demo", help="generate synthetic data, train pose-only, gated and cross-attention models, compare",
+                        description="Generate the synthetic benchmark, fine-tune the pose-only, the gated and the "
+                                    "cross-attention model from the same initial weights on CPU, evaluate them "
+                                    "(the fusions also with their descriptions off), print the comparison and save "
+                                    "the gate plots (about 4 minutes on 2 free cores; --quick: under a minute).")
+    sp.add_argument("--out", default="signfuse_demo", help="output folder (data, runs, table, plots)")
     sp.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (CI)")
-    sp.add_argument("--seed", type=int, default=0, help="seed of the data and of both runs")
-    sp.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    add_flags(sp, "seed", "device", default={"seed": 0, "device": "cpu"})
     sp.add_argument("--samples", type=int, default=None, help=f"videos to generate (default: {FULL['samples']}, --quick {QUICK['samples']})")
-    sp.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: {FULL['epochs']}, --quick {QUICK['epochs']})")
+    add_flags(sp, "epochs", default={"epochs": None})
     sp.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default 1)")
     sp.add_argument("--workers", type=int, default=None,
-                    help="processes training the two models side by side (default: 2 with two cores or more)")
+                    help=f"processes training the models side by side (default: {len(MODELS)}, at most one per core)")
+    sp.add_argument("--results", default=None, metavar="FILE",
+                    help="also write the figures with the commit, CPU and torch version to FILE "
+                         "(e.g. docs/results/demo-<seed>.json)")
     sp.add_argument("--verbose", action="store_true", help="show the runs' own logs and progress bars")
+    sp.add_argument("--rgb", action="store_true",
+                    help="instead: the RGB-pose branch end to end (videos, hand crops, EfficientNet-B0, the fusion "
+                         "gate) with descriptions, on synthetic data with videos (run_rgb_demo; output signfuse_demo_rgb)")
     sp.set_defaults(func=cmd_demo)
+
+
+# ----------------------------------------------------------------------------- --rgb
+
+#: ``signfuse demo --rgb``: a smaller budget than the main demo (EfficientNet-B0 runs on every hand crop)
+RGB_DEMO = dict(samples=160, epochs=4, batch_size=8)
+RGB_FLAGS = ["--rgb_support", "--rgb_gate_init", "small"]  # the plan's RGB flags
+
+
+def run_rgb_demo(out_dir="signfuse_demo_rgb", seed: int = 0, device: str = "cpu", verbose: bool = False,
+                 echo=print, **overrides) -> dict:
+    """``signfuse demo --rgb``: the synthetic benchmark with its videos (``make-synthetic --videos``:
+    the hands drawn where the pose puts them), the plan's RGB-pose gated model (``--use_descriptions
+    --text_fusion_type gating --rgb_support --rgb_gate_init small``) trained and evaluated with
+    descriptions on and off, and the mean RGB fusion gate over the test crops. It shows the RGB
+    path end to end (frame-exact video reading, hand crops, EfficientNet-B0, PGF, a gate that
+    learns); the videos hold nothing the pose lacks, so no gain over pose-only is expected or
+    claimed. ``overrides``: keys of ``FULL``. Returns the figures (also ``<out_dir>/demo_rgb_results.json``)."""
+    from signfuse.data.synthetic import make_synthetic
+    from signfuse.data.synthetic_video import write_videos
+    from signfuse.training import run
+    s = settings(True, **{**RGB_DEMO, **{k: v for k, v in overrides.items() if v is not None}})
+    out, t0 = Path(out_dir), time.time()
+    data, run_dir = out / "data", out / "rgb_gated"
+    summary = make_synthetic(data, samples=s["samples"], seed=seed, n_signs=s["n_signs"], n_pairs=s["n_pairs"],
+                             split=s["split"], overwrite=True)
+    videos = write_videos(data, overwrite=True)
+    echo(f"data: {summary['splits']} videos and their hand videos ({videos['frames']} frames) in {data}")
+    flags = run_flags(data, run_dir, s, seed, True, device) + RGB_FLAGS
+    eval_flags = run_flags(data, run_dir / "eval", s, seed, True, device) + RGB_FLAGS + [
+        "--finetune", str(run_dir / "best_checkpoint.pth"), "--eval_descriptions", "both"]
+    echo(f"training the RGB-pose gated model ({s['epochs']} epochs of {summary['splits']['train']} samples) ...")
+    with _threads(s["threads"]), _quiet(not verbose):
+        run.train(parse_run_args(flags))
+        results = json.loads(json.dumps(run.evaluate(parse_run_args(eval_flags)), default=float))
+        gate = rgb_gate_mean(eval_flags)
+    losses = [json.loads(line)["train_loss"] for line in (run_dir / "log.txt").read_text().splitlines()]
+    on, off = results["test"], results["test_nodesc"]
+    echo(f"test split: BLEU-4 {on['bleu4']:.2f} (descriptions off {off['bleu4']:.2f}), ROUGE-L {on['rouge']:.2f} "
+         f"({off['rouge']:.2f}); train loss {losses[0]:.3f} (epoch 0) -> {losses[-1]:.3f}")
+    echo(f"RGB fusion gate on the test hand crops: mean {gate:.4f} (started near 0.01; Uni-Sign's zero gate "
+         "would stay 0 and pass no gradient)")
+    echo("what this shows: the RGB-pose path end to end; the synthetic videos draw only the hands the pose "
+         "already holds, so RGB brings no information here")
+    commands = {"data": f"signfuse make-synthetic --out {data} --samples {s['samples']} --seed {seed} "
+                        f"--n_signs {s['n_signs']} --n_pairs {s['n_pairs']} --split_fractions "
+                        f"{','.join(map(str, s['split']))} --videos",
+                "train": "signfuse train " + " ".join(flags), "eval": "signfuse eval " + " ".join(eval_flags)}
+    echo("reproduce:\n" + "\n".join("  " + c for c in commands.values()))
+    result = {"results": results, "rgb_gate_mean": gate, "train_loss": losses, "settings": s, "seed": seed,
+              "commands": commands, "time_s": time.time() - t0}
+    (out / "demo_rgb_results.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    return result
+
+
+@torch.no_grad()
+def rgb_gate_mean(eval_flags: list) -> float:
+    """The mean of the RGB fusion gate (``fusion_gate``'s output, rgb-pose.md 8.2) over the hand
+    nodes of every real crop of the test split, from the run's best checkpoint."""
+    from signfuse.data.dataset import collate_fn
+    from signfuse.training import run
+    args = parse_run_args(eval_flags)
+    model = build_model(args).eval()
+    values = []
+    hook = model.fusion_gate.register_forward_hook(lambda module, inputs, output: values.append(output.flatten()))
+    ds = run.build_dataset(args, "test", train=False)
+    for start in range(0, len(ds), args.batch_size):
+        model.encode_pose(collate_fn([ds[i] for i in range(start, min(start + args.batch_size, len(ds)))]))
+    hook.remove()
+    return float(torch.cat(values).mean()) if values else 0.0

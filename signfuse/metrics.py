@@ -10,8 +10,13 @@ The numbers match Uni-Sign's evaluation (unisign-compat.md section 6):
   substitution 4), as percentages of the reference words.
 - ISLR: top-1 accuracy per instance and per class, x100.
 
-For CSL_Daily and CSL_News translation, predictions and references are compared
-character by character (``postprocess_prediction`` / ``postprocess_reference``).
+For CSL_Daily translation, predictions and references are compared character by
+character (``postprocess_prediction`` / ``postprocess_reference``). Every other text is
+scored as it is, as Uni-Sign scores its in-memory strings: not even stripped. It matters
+for ROUGE-L: ``rouge`` splits sentences at '.', so a reference ending in ". " has one more
+(empty) sentence and one more distinct word than the stripped one (Uni-Sign's OpenASL dev
+references: 32 end with a space; stripped, dev ROUGE-L would be 42.844 instead of its 42.813).
+sacreBLEU and the WER ignore surrounding spaces.
 
 BLEU can be computed across processes: each process computes ``bleu_statistics`` on its
 share, the arrays are summed, and ``bleu_from_statistics`` gives the corpus BLEU of the union.
@@ -70,22 +75,23 @@ def postprocess_prediction(text: str, dataset: str, task: str = "SLT") -> str:
     """A decoded prediction in the form that is scored and written.
 
     CSL translation: all spaces and newlines removed, then the characters joined by single
-    spaces (Uni-Sign's fix for the mT5 tokenizer). Otherwise: stripped. Idempotent."""
+    spaces (Uni-Sign's fix for the mT5 tokenizer). Otherwise: the text as it is (Uni-Sign
+    scores its strings unstripped). Idempotent."""
     if _is_char_level(dataset, task):
         return _split_characters(text.replace(" ", "").replace("\n", ""))
-    return text.strip()
+    return text
 
 
 def postprocess_reference(text: str, dataset: str, task: str = "SLT") -> str:
     """A reference in the form that is scored and written.
 
     CSL translation: '，' -> ',' and '？' -> '?', spaces removed, then the characters joined
-    by single spaces. Otherwise: stripped. Idempotent."""
+    by single spaces. Otherwise: the text as it is. Idempotent."""
     if _is_char_level(dataset, task):
         for full_width, ascii_char in REFERENCE_REPLACEMENTS:
             text = text.replace(full_width, ascii_char)
         return _split_characters(text.replace(" ", ""))
-    return text.strip()
+    return text
 
 
 def _check_pairs(hyps, refs) -> None:
@@ -151,7 +157,7 @@ def rouge_l(hyps, refs) -> tuple:
     hypothesis and reference has a word; otherwise such sentences count as 0 in the mean
     over all sentences (``rouge`` raises on them)."""
     _check_pairs(hyps, refs)
-    scorable = [(h, r) for h, r in zip(hyps, refs)
+    scorable = [(h, r) for h, r in zip(hyps, refs, strict=True)
                 if not (_has_no_rouge_word(h) or _has_no_rouge_word(r))]
     total = 0.0
     if scorable:
@@ -205,7 +211,7 @@ def wer(hyps, refs) -> dict:
     by the total number of reference words, x100."""
     _check_pairs(hyps, refs)
     deletions = insertions = substitutions = ref_words = 0
-    for hyp, ref in zip(hyps, refs):
+    for hyp, ref in zip(hyps, refs, strict=True):
         d, i, s = _word_errors(ref.split(), hyp.split())
         deletions, insertions, substitutions = deletions + d, insertions + i, substitutions + s
         ref_words += len(ref.split())
@@ -225,9 +231,9 @@ def islr_accuracy(preds, refs) -> dict:
     """Top-1 accuracy (exact string match) per instance (``top1_acc_pi``) and per class
     (``top1_acc_pc``: mean over the reference classes of their accuracy), x100."""
     _check_pairs(preds, refs)
-    hits = [pred == ref for pred, ref in zip(preds, refs)]
+    hits = [pred == ref for pred, ref in zip(preds, refs, strict=True)]
     per_class = {}  # reference class -> [samples, hits]
-    for ref, hit in zip(refs, hits):
+    for ref, hit in zip(refs, hits, strict=True):
         counts = per_class.setdefault(ref, [0, 0])
         counts[0] += 1
         counts[1] += hit
@@ -266,7 +272,7 @@ def _separator(kind: str) -> str:
 def _result_lines(names, texts, kind: str) -> list:
     separator = _separator(kind)
     lines, seen = [], set()
-    for name, text in zip(names, texts):
+    for name, text in zip(names, texts, strict=True):
         if separator in name or any(c in name for c in "\r\n") or name != name.strip():
             raise ValueError(f"sample name {name!r} cannot be written on a {kind} line")
         if "\n" in text or "\r" in text:
@@ -308,7 +314,8 @@ def _parse_result_line(line: str, separator: str):
 
 def read_results(path, kind: str) -> dict:
     """{name: text} of a result file of ``kind`` ('prediction' or 'ground-truth'), in file
-    order. Blank lines are skipped; a malformed line or a repeated name is an InputError."""
+    order. A text is read as written, trailing spaces included (they change ROUGE-L). Blank
+    lines are skipped; a malformed line or a repeated name is an InputError."""
     separator = _separator(kind)
     other = _separator(next(k for k in RESULT_KINDS if k != kind))
     try:

@@ -90,7 +90,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise self.error(
                 f"{self.path}: refused to unpickle {module}.{name}: pose and label files hold only "
                 f"dicts, lists, numbers, strings and numpy arrays; pass --trust_pickles if you "
-                f"trust this file")
+                f"trust this file", kind="refused")
         return obj
 
 
@@ -100,18 +100,18 @@ def read_bytes(path, error=SampleError) -> bytes:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise error(f"{path}: file not found") from None
+        raise error(f"{path}: file not found", kind="missing") from None
     except IsADirectoryError:
-        raise error(f"{path}: is a directory, expected a pickle file") from None
+        raise error(f"{path}: is a directory, expected a pickle file", kind="missing") from None
     except OSError as e:
-        raise error(f"{path}: cannot read the file ({e.strerror or e})") from None
+        raise error(f"{path}: cannot read the file ({e.strerror or e})", kind="unreadable") from None
     if not data:
-        raise error(f"{path}: empty file, expected a pickle")
+        raise error(f"{path}: empty file, expected a pickle", kind="empty")
     if data[:2] == GZIP_MAGIC:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as e:
-            raise error(f"{path}: corrupt or truncated gzip data ({e})") from None
+            raise error(f"{path}: corrupt or truncated gzip data ({e})", kind="unpicklable") from None
     return data
 
 
@@ -130,8 +130,9 @@ def load_pickle(path, trust: bool = False, error=SampleError):
     except error:
         raise
     except EOFError:
-        raise error(f"{path}: truncated pickle (the data ends before the object does)") from None
+        raise error(f"{path}: truncated pickle (the data ends before the object does)",
+                    kind="unpicklable") from None
     except pickle.UnpicklingError as e:
-        raise error(f"{path}: not a readable pickle ({e})") from None
+        raise error(f"{path}: not a readable pickle ({e})", kind="unpicklable") from None
     except Exception as e:  # a corrupt pickle can fail in many ways
-        raise error(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+        raise error(f"{path}: not a readable pickle ({type(e).__name__}: {e})", kind="unpicklable") from None

@@ -153,7 +153,7 @@ gap_st = st.none() | st.integers(0, 50)
 def test_interpolate_properties(descriptions, frames, max_gap):
     aligned, has = TemporalAligner(descriptions, frames, max_gap=max_gap).align()
     assert len(aligned) == len(has) == len(frames)
-    for f, pairs, h in zip(frames, aligned, has):
+    for f, pairs, h in zip(frames, aligned, has, strict=True):
         assert h == (1 if f in descriptions else 0)
         assert len(pairs) <= 2
         assert all(0.0 <= w <= 1.0 for _, w in pairs)
@@ -171,7 +171,7 @@ def test_interpolate_properties(descriptions, frames, max_gap):
 def test_nearest_properties(descriptions, frames, max_gap):
     aligned, has = TemporalAligner(descriptions, frames, strategy="nearest",
                                    max_gap=max_gap).align()
-    for f, pairs, h in zip(frames, aligned, has):
+    for f, pairs, h in zip(frames, aligned, has, strict=True):
         assert h == (1 if f in descriptions else 0)
         assert len(pairs) <= 1 and all(w == 1.0 for _, w in pairs)
         if pairs and max_gap is not None:

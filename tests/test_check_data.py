@@ -9,16 +9,16 @@ import importlib.util
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import BAD_CORPUS as CORPUS, REPO, make_pose, write_pickle
 from signfuse import cli
 from signfuse.data import check
 from signfuse.data.check import check_split
 from signfuse.data.dataset import SignDataset, collate_fn
 from signfuse.data.descriptions import Describer
+from signfuse.data.pose import load_pose
 from signfuse.data.transforms import PART_NAMES
-from signfuse.errors import InputError
+from signfuse.errors import InputError, SampleError
 
-CORPUS = REPO / "tests" / "data" / "bad"
 POSES = CORPUS / "dataset" / "Synthetic" / "pose_format"
 LABELS = CORPUS / "data" / "Synthetic"
 DESCRIPTIONS = CORPUS / "description" / "Synthetic"
@@ -183,12 +183,20 @@ def test_unknown_split_or_max_length_is_an_input_error():
         check_split("Synthetic", "dev", data_root=CORPUS, max_length=0)
 
 
-def test_problem_kinds_of_messages_not_in_the_corpus():
-    assert check.pose_problem_kind("is a directory, expected a pickle file") == "missing pose file"
-    assert check.pose_problem_kind("corrupt or truncated gzip data (x)") == "unreadable pose file"
-    assert check.pose_problem_kind("no 'scores' in the pose file (it has 'keypoints')") == "wrong shape or type"
-    assert check.pose_problem_kind("'start' is float, expected an int") == "bad start/end"
-    assert check.pose_problem_kind("something new") == "unusable pose file"
+def test_problem_kinds_come_from_the_error_not_its_message(tmp_path):
+    (tmp_path / "a_directory.pkl").mkdir()
+    (tmp_path / "bad_gzip.pkl").write_bytes(b"\x1f\x8b not gzip")
+    write_pickle(tmp_path / "no_scores.pkl", {"keypoints": np.zeros((2, 1, 133, 2), np.float32)})
+    write_pickle(tmp_path / "float_start.pkl", make_pose(4, start=1.5))
+    expected = {"a_directory": ("missing", "missing pose file"), "bad_gzip": ("unpicklable", "unreadable pose file"),
+                "no_scores": ("type", "wrong shape or type"), "float_start": ("start_end", "bad start/end")}
+    for name, (kind, problem) in expected.items():
+        with pytest.raises(SampleError) as err:
+            load_pose(tmp_path / f"{name}.pkl")
+        assert err.value.kind == kind and check.pose_problem_kind(err.value) == problem, name
+    # the message is never read: only the kind counts
+    assert check.pose_problem_kind(SampleError("x.pkl: file not found", kind="shape")) == "wrong shape or type"
+    assert check.pose_problem_kind(SampleError("x.pkl: file not found")) == "unusable pose file"  # kind "other"
 
 
 # --------------------------------------------------------------------------- the command

@@ -41,7 +41,8 @@ def test_defaults_are_unisigns():
     assert (args.opt, args.opt_eps, args.weight_decay, args.lr, args.min_lr) == ("adamw", 1e-9, 1e-4, 1e-3, 1e-8)
     assert (args.warmup_epochs, args.sched, args.seed, args.num_workers, args.max_length) == (0, "cosine", 42, 8, 256)
     assert (args.dataset, args.task, args.label_smoothing, args.dtype, args.zero_stage) == ("CSL_Daily", "SLT", 0.2, "bf16", 2)
-    assert args.mt5_model == "./pretrained_weight/mt5-base" and args.desc_dir == "description"
+    assert args.mt5_model == "./pretrained_weight/mt5-base" and args.desc_dir is None  # <data_root>/description
+    assert args.sync_bn is True and cli.run_parser().parse_args(["--no-sync_bn"]).sync_bn is False
     assert (args.text_dropout_p, args.text_dropout_sample_p, args.desc_max_tokens) == (0.1, 0.0, 64)
     assert (args.use_descriptions, args.text_fusion_type, args.desc_alignment, args.eval_descriptions) == \
         (False, "gating", "interpolate", "on")
@@ -60,14 +61,6 @@ def test_every_command_has_help(capsys):
             cli.main([command, "--help"])
         assert e.value.code == 0
         assert "usage: signfuse " + command in capsys.readouterr().out
-
-
-def test_rgb_support_stops_with_a_clear_message(tmp_path, capsys):
-    code, out, err = run_main(["train", "--rgb_support", "--mt5_model", "tiny", "--device", "cpu",
-                               "--data_root", str(tmp_path)], capsys)
-    assert code == 2
-    assert err.strip().splitlines() == ["signfuse: error: --rgb_support: the RGB branch of Uni-Sign is not part "
-                                        "of signfuse yet; run without --rgb_support (pose only)"]
 
 
 def test_missing_label_file_is_one_line_naming_it(tmp_path, capsys):
@@ -123,3 +116,19 @@ def test_cslr_score_keys(tmp_path, capsys):
     result = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and set(result) == {"wer", "del_rate", "ins_rate", "sub_rate"}
     assert result["wer"] == pytest.approx(25.0) and result["del_rate"] == pytest.approx(25.0)
+
+
+def test_score_keeps_the_trailing_spaces_of_word_level_texts(tmp_path, capsys):
+    """OpenASL-like references ending in '. ': scored as written, as Uni-Sign scores them."""
+    from rouge import Rouge
+    hyps, refs = ["i went home.", "that is great"], ["i went home. ", "that is really great. "]
+    pred = tmp_path / "dev_tmp_pres.txt"
+    ref = tmp_path / "dev_tmp_refs.txt"
+    pred.write_text("".join(f"sample: s{i}, prediction: {t}\n" for i, t in enumerate(hyps)), encoding="utf-8")
+    ref.write_text("".join(f"sample: s{i}, ground-truth: {t}\n" for i, t in enumerate(refs)), encoding="utf-8")
+    code, out, _ = run_main(["score", "--pred", str(pred), "--ref", str(ref), "--dataset", "OpenASL"], capsys)
+    assert code == 0
+    rouge = json.loads(out.strip().splitlines()[-1])["rouge"]
+    assert rouge == pytest.approx(Rouge().get_scores(hyps, refs, avg=True)["rouge-l"]["f"] * 100, rel=1e-12)
+    stripped = Rouge().get_scores(hyps, [t.strip() for t in refs], avg=True)["rouge-l"]["f"] * 100
+    assert stripped - rouge > 5  # 92.86 stripped, 80.36 as written

@@ -188,7 +188,7 @@ def test_golden_pose_files_through_the_dataset(golden_dir, tmp_path):
 
 
 def test_real_describer_and_collate(unisign_layout, tmp_path):
-    descriptions = pytest.importorskip("signfuse.data.descriptions")
+    from signfuse.data import descriptions
     layout = unisign_layout(lengths=(3, 2))
     desc_dir = tmp_path / "description"
     desc_dir.mkdir()

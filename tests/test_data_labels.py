@@ -62,8 +62,8 @@ def test_pose_dir_uses_split_subfolder_when_present(tmp_path):
                                f"dataset/CSL_Daily/pose_format/) or --pose_dir to the folder that holds them")
 
 
-def test_real_csl_daily_label_files_load(shared_data):
-    folder = shared_data / "CSL_Daily"
+def test_real_csl_daily_label_files_load(csl_daily_labels):
+    folder = csl_daily_labels
     test = load_labels(folder / "labels.test")
     assert len(test) == 1176
     sample = test["S000020_P0004_T00"]

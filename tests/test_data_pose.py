@@ -1,15 +1,17 @@
 """Pose files (pose.py) and frame sampling (sampler.py)."""
+import ast
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_pose, write_pickle
+from conftest import REPO, make_pose, write_pickle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signfuse.data.pose import load_pose, pose_path
 from signfuse.data.sampler import sample_frames
-from signfuse.errors import SampleError
+from signfuse.errors import SAMPLE_ERROR_KINDS, SampleError
 
 
 def test_pose_path_replaces_mp4():
@@ -46,52 +48,88 @@ def test_start_and_end_are_kept(tmp_path):
     assert len(record.keypoints) == 10  # the whole file: frame numbers stay the file's
 
 
-def pose_error(tmp_path, pose) -> str:
+def pose_error(tmp_path, pose) -> tuple:
+    """(message with the path as <path>, kind) of load_pose's SampleError."""
     path = write_pickle(tmp_path / "bad.pkl", pose)
     with pytest.raises(SampleError) as info:
         load_pose(path)
-    return str(info.value).replace(f"{path}: ", "<path>: ")
+    return str(info.value).replace(f"{path}: ", "<path>: "), info.value.kind
 
 
 def test_missing_and_unreadable_pose_files(tmp_path):
     with pytest.raises(SampleError) as info:
         load_pose(tmp_path / "S1.pkl")
-    assert str(info.value) == f"{tmp_path / 'S1.pkl'}: file not found"
+    assert str(info.value) == f"{tmp_path / 'S1.pkl'}: file not found" and info.value.kind == "missing"
     broken = tmp_path / "broken.pkl"
     broken.write_bytes(b"\x80\x04\x95garbage")
-    with pytest.raises(SampleError, match=r"^.*broken\.pkl: not a readable pickle \("):
+    with pytest.raises(SampleError, match=r"^.*broken\.pkl: not a readable pickle \(") as info:
         load_pose(broken)
+    assert info.value.kind == "unpicklable"
+    (tmp_path / "empty.pkl").write_bytes(b"")
+    with pytest.raises(SampleError, match="empty file") as info:
+        load_pose(tmp_path / "empty.pkl")
+    assert info.value.kind == "empty"
 
 
-def test_bad_pose_contents_each_with_its_message(tmp_path):
+def test_bad_pose_contents_each_with_its_message_and_kind(tmp_path):
     good = make_pose(5, seed=2)
     nan = make_pose(5, seed=2)
     nan["keypoints"][3][0, 10, 1] = np.nan
     nan["keypoints"][3][0, 11] = np.inf
     nan["keypoints"][4][1:] = np.nan  # person 1 only: not used, not counted
     cases = [
-        ([good], "<path>: pose file of the wrong type: list, expected a dict with 'keypoints' and 'scores'"),
-        ({"keypoints": good["keypoints"]}, "<path>: no 'scores' in the pose file (it has 'keypoints')"),
-        ({"keypoints": [], "scores": []}, "<path>: the pose file has zero frames"),
+        ([good], "<path>: pose file of the wrong type: list, expected a dict with 'keypoints' and 'scores'", "type"),
+        ({"keypoints": good["keypoints"]}, "<path>: no 'scores' in the pose file (it has 'keypoints')", "type"),
+        ({"keypoints": [], "scores": []}, "<path>: the pose file has zero frames", "no_frames"),
         ({"keypoints": np.zeros((0, 1, 133, 2)), "scores": np.zeros((0, 1, 133))},
-         "<path>: the pose file has zero frames"),
+         "<path>: the pose file has zero frames", "no_frames"),
         ({"keypoints": good["keypoints"], "scores": good["scores"][:4]},
-         "<path>: 5 frames of keypoints but 4 frames of scores"),
+         "<path>: 5 frames of keypoints but 4 frames of scores", "frame_count"),
         ({"keypoints": [np.zeros((1, 17, 2))] * 5, "scores": good["scores"]},
-         "<path>: 'keypoints' of frame 0 has shape (1, 17, 2), expected (persons, 133, 2)"),
+         "<path>: 'keypoints' of frame 0 has shape (1, 17, 2), expected (persons, 133, 2)", "shape"),
         ({"keypoints": good["keypoints"], "scores": good["scores"][:2] + [np.zeros((1, 134))] * 3},
-         "<path>: 'scores' of frame 2 has shape (1, 134), expected (persons, 133)"),
+         "<path>: 'scores' of frame 2 has shape (1, 134), expected (persons, 133)", "shape"),
+        ({"keypoints": [np.zeros((1, 133, 2))] * 4 + [["a"]], "scores": good["scores"]},
+         "<path>: 'keypoints' of frame 4 is not an array of numbers", "shape"),
         ({"keypoints": None, "scores": good["scores"]},
-         "<path>: 'keypoints' is NoneType, expected a sequence over frames"),
-        (nan, "<path>: keypoints hold 3 NaN or infinite values in 1 frames (first: frame 3)"),
+         "<path>: 'keypoints' is NoneType, expected a sequence over frames", "type"),
+        (nan, "<path>: keypoints hold 3 NaN or infinite values in 1 frames (first: frame 3)", "non_finite"),
         ({**good, "start": 2, "end": 2},
-         "<path>: bad start/end (2, 2): need 0 <= start < end <= 5 (the number of frames)"),
+         "<path>: bad start/end (2, 2): need 0 <= start < end <= 5 (the number of frames)", "start_end"),
         ({**good, "start": 0, "end": 6},
-         "<path>: bad start/end (0, 6): need 0 <= start < end <= 5 (the number of frames)"),
-        ({**good, "start": "0"}, "<path>: 'start' is str, expected an int"),
+         "<path>: bad start/end (0, 6): need 0 <= start < end <= 5 (the number of frames)", "start_end"),
+        ({**good, "start": "0"}, "<path>: 'start' is str, expected an int", "start_end"),
+        ({"keypoints": [np.full((1, 133, 2), 1e31, np.float32)] * 2, "scores": good["scores"][:2]},
+         "<path>: keypoints hold values beyond ±1e+30 (first: frame 0): too large to normalise in float32", "range"),
     ]
-    for pose, message in cases:
-        assert pose_error(tmp_path, pose) == message
+    for pose, message, kind in cases:
+        assert pose_error(tmp_path, pose) == (message, kind)
+
+
+def test_sample_error_kinds():
+    err = SampleError("x.pkl: file not found", kind="missing")
+    assert (str(err), err.kind) == ("x.pkl: file not found", "missing") and "missing" in SAMPLE_ERROR_KINDS
+    again = pickle.loads(pickle.dumps(err))  # crosses process boundaries with its kind
+    assert (type(again), str(again), again.kind) == (SampleError, str(err), "missing")
+    with pytest.raises(ValueError, match="'lost' is not one of missing, unreadable"):
+        SampleError("x.pkl: gone", kind="lost")
+    assert SampleError("x.pkl: something").kind == "other"
+
+
+def test_every_sample_error_raised_in_signfuse_names_its_kind():
+    """A SampleError raised without a kind would be counted as "other" by check-data."""
+    unnamed, unknown = [], []
+    for path in sorted((REPO / "signfuse").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "SampleError"):
+                continue
+            kinds = node.args[1:2] + [k.value for k in node.keywords if k.arg == "kind"]
+            where = f"{path.relative_to(REPO)}:{node.lineno}"
+            if not kinds:
+                unnamed.append(where)
+            elif isinstance(kinds[0], ast.Constant) and kinds[0].value not in SAMPLE_ERROR_KINDS:
+                unknown.append(f"{where} ({kinds[0].value!r})")
+    assert unnamed == [] and unknown == [], f"without a kind: {unnamed}; unknown kinds: {unknown}"
 
 
 def test_nan_outside_start_end_is_not_the_sample_s_problem(tmp_path):
@@ -99,7 +137,8 @@ def test_nan_outside_start_end_is_not_the_sample_s_problem(tmp_path):
     pose["scores"][5][0, 0] = np.nan
     assert load_pose(write_pickle(tmp_path / "p.pkl", pose)).num_frames == 3
     pose["scores"][2][0, :4] = np.nan
-    assert pose_error(tmp_path, pose) == "<path>: scores hold 4 NaN or infinite values in 1 frames (first: frame 2)"
+    assert pose_error(tmp_path, pose) == ("<path>: scores hold 4 NaN or infinite values in 1 frames (first: frame 2)",
+                                         "non_finite")
 
 
 # ---- sampler ----

@@ -4,9 +4,10 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from signfuse import cli
-from signfuse.demo import COLUMNS, ROWS, format_table, paired_word_accuracy, settings
+from signfuse.demo import COLUMNS, ROWS, demo_command, format_table, paired_word_accuracy, provenance, run_flags, settings
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -22,9 +23,9 @@ def table_rows(text: str) -> dict:
 
 
 @pytest.mark.slow
-def test_quick_demo_prints_the_comparison_and_saves_the_gate_plot(tmp_path, capsys):
-    out = tmp_path / "demo"
-    code = cli.main(["demo", "--quick", "--out", str(out)])
+def test_quick_demo_prints_the_comparison_and_saves_the_gate_plots(tmp_path, capsys):
+    out, results = tmp_path / "demo", tmp_path / "results" / "demo-0.json"
+    code = cli.main(["demo", "--quick", "--out", str(out), "--results", str(results)])
     text = capsys.readouterr().out
     assert code == 0, text
 
@@ -38,29 +39,48 @@ def test_quick_demo_prints_the_comparison_and_saves_the_gate_plot(tmp_path, caps
         bleu4, rouge, paired, train_s, params = values
         assert 0 <= bleu4 <= 100 and 0 <= rouge <= 100 and 0 <= paired <= 100, row
         assert train_s > 0 and params > 0, row
-    pose, gated, gated_off = (rows[r] for r in ROWS)
-    assert gated[4] > pose[4]  # the fusion's parameters come on top of the pose-only model's
-    assert gated_off[3:] == gated[3:]  # the same trained model, evaluated without descriptions
+    pose, gated, gated_off, cross, cross_off = (rows[r] for r in ROWS)
+    assert gated[4] > pose[4] and cross[4] > pose[4]  # the fusions' parameters come on top of pose-only's
+    assert gated_off[3:] == gated[3:] and cross_off[3:] == cross[3:]  # one trained model, evaluated twice
 
-    plot = Path(re.search(r"^gate plot: (.+)$", text, re.M).group(1))
-    assert plot.is_file() and plot.read_bytes()[:8] == PNG_MAGIC
-    assert plot.parent == out
+    for label in ("gate plot", "gate summary"):
+        plot = Path(re.search(rf"^{label}: (.+)$", text, re.M).group(1))
+        assert plot.is_file() and plot.read_bytes()[:8] == PNG_MAGIC and plot.parent == out
+    for title in ("gated", "cross-attention"):
+        assert re.search(rf"^mean gate of {title} on the test frames: exact \d\.\d{{3}} \(\d+ frames\)", text, re.M)
 
     # the commands that reproduce every number
     quick = settings(quick=True)
     assert (f"signfuse make-synthetic --out {out / 'data'} --samples {quick['samples']} --seed 0 "
-            f"--n_signs {quick['n_signs']} --n_pairs {quick['n_pairs']} --split 0.6,0.1,0.3") in text
+            f"--n_signs {quick['n_signs']} --n_pairs {quick['n_pairs']} --split_fractions 0.6,0.1,0.3") in text
     for command in ("signfuse train ", "signfuse eval ", "signfuse plot-gates "):
         assert command in text
-    assert re.search(r"signfuse train .*--use_descriptions --text_fusion_type gating", text)
+    for kind in ("gating", "cross_attn"):
+        assert re.search(rf"signfuse train .*--use_descriptions --text_fusion_type {kind}", text)
     assert re.search(r"signfuse eval .*--eval_descriptions both", text)
 
     saved = json.loads((out / "demo_results.json").read_text())
     assert set(saved["rows"]) == set(ROWS)
     assert saved["rows"][ROWS[0]]["BLEU-4"] == pytest.approx(pose[0], abs=0.006)
-    for key in ("pose_only", "gated"):
+    for key in ("gated", "cross_attn"):
+        kinds = saved["gates"][key]
+        assert set(kinds) <= {"exact", "interpolated", "nearest", "undescribed"} and "exact" in kinds
+        frames = sum(k["frames"] for k in kinds.values())
+        assert frames == sum(len(v) for v in _gates(out / key / "eval" / "test_gates.npz").values())
+    for key in ("pose_only", "gated", "cross_attn"):
         assert (out / key / "best_checkpoint.pth").is_file()
         assert (out / key / "eval" / "test_tmp_pres.txt").is_file()
+    # --results: the same figures with where they come from
+    record = json.loads(results.read_text())
+    assert record["rows"] == saved["rows"] and record["gates"] == saved["gates"]
+    assert record["command"].startswith("signfuse demo --seed 0 --quick")
+    assert record["torch"] == torch.__version__ and record["cpu"] and record["date"]
+    assert "commit" in record and "uncommitted_changes" in record
+
+
+def _gates(path) -> dict:
+    from signfuse.plotting import load_gates
+    return {name: sample["gate"] for name, sample in load_gates(path).items()}
 
 
 def test_demo_help_names_its_options(capsys):
@@ -68,7 +88,7 @@ def test_demo_help_names_its_options(capsys):
         cli.main(["demo", "--help"])
     assert e.value.code == 0
     help_text = capsys.readouterr().out
-    for flag in ("--out", "--quick", "--seed", "--device"):
+    for flag in ("--out", "--quick", "--seed", "--device", "--results"):
         assert flag in help_text
 
 
@@ -105,7 +125,7 @@ def test_the_printed_make_synthetic_command_writes_the_demos_data(tmp_path, caps
                    split=s["split"])
     code = cli.main(["make-synthetic", "--out", str(tmp_path / "cli"), "--samples", "30", "--seed", "3",
                      "--n_signs", str(s["n_signs"]), "--n_pairs", str(s["n_pairs"]),
-                     "--split", ",".join(map(str, s["split"]))])
+                     "--split_fractions", ",".join(map(str, s["split"]))])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["splits"] == {"train": 18, "dev": 3, "test": 9}
     files = sorted(p.relative_to(tmp_path / "demo") for p in (tmp_path / "demo").rglob("*") if p.is_file())
@@ -116,6 +136,26 @@ def test_the_printed_make_synthetic_command_writes_the_demos_data(tmp_path, caps
 
 def test_make_synthetic_refuses_a_split_that_is_not_three_fractions(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        cli.main(["make-synthetic", "--out", str(tmp_path), "--split", "0.8,0.2"])
+        cli.main(["make-synthetic", "--out", str(tmp_path), "--split_fractions", "0.8,0.2"])
     assert e.value.code == 2
     assert "expected three comma-separated fractions" in capsys.readouterr().err
+
+
+def test_run_flags_differ_only_by_the_fusion(tmp_path):
+    s = settings()
+    pose = run_flags(tmp_path / "data", tmp_path / "run", s, 3)
+    gated = run_flags(tmp_path / "data", tmp_path / "run", s, 3, True)
+    cross = run_flags(tmp_path / "data", tmp_path / "run", s, 3, "cross_attn")
+    fusion = ["--text_dropout_p", str(s["text_dropout_p"]), "--text_dropout_sample_p", str(s["text_dropout_sample_p"])]
+    assert gated == pose + ["--use_descriptions", "--text_fusion_type", "gating"] + fusion
+    assert cross == pose + ["--use_descriptions", "--text_fusion_type", "cross_attn"] + fusion
+    assert run_flags(tmp_path / "data", tmp_path / "run", s, 3, False) == pose
+
+
+def test_results_record_where_the_figures_come_from():
+    record = provenance()
+    assert record["torch"] == torch.__version__ and record["cpu_count"] >= 1
+    assert record["commit"] is None or re.fullmatch(r"[0-9a-f]{40}", record["commit"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", record["date"])
+    assert demo_command(False, 2, "cpu", 2, {"samples": None, "epochs": 5}) == "signfuse demo --seed 2 --epochs 5 --workers 2"
+    assert demo_command(True, 0, "cuda", 1, {}) == "signfuse demo --seed 0 --quick --device cuda --workers 1"

@@ -6,9 +6,6 @@ The end-to-end tests run ``fine_tuning.py`` on CPU with the tiny mT5 and a few s
 samples, one thread per process.
 """
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,17 +14,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
 
+from conftest import REPO, SUBPROCESS_ENV as ENV, free_port, gloo_group, launcher
 from signfuse.training import distributed as D
 from signfuse.training import engine
 from signfuse.training.run import BatchShardSampler, ResumableSampler
-
-REPO = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-           CUDA_VISIBLE_DEVICES="", DS_ACCELERATOR="cpu", PYTHONUNBUFFERED="1")
-for _name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-    ENV.pop(_name, None)
 
 
 # ----------------------------------------------------------------------------- samplers
@@ -182,9 +173,8 @@ def run_toy_ddp(info):
 
 def gloo_worker(rank, world, store, out_dir):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     info = D.DistInfo(rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, store):  # left as the product leaves it: barrier, then destroy
         result = {"eval": run_eval(info, Path(out_dir) / "eval2")}
         result["toy"] = run_toy_ddp(info)
         # a rank that drifted apart is caught
@@ -198,8 +188,6 @@ def gloo_worker(rank, world, store, out_dir):
         except D.ReplicaMismatchError as e:
             result["mismatch"] = str(e)
         (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(result))
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
@@ -236,12 +224,6 @@ def test_replica_check_names_the_rank_that_differs(gloo_results):
 
 # ----------------------------------------------------------------------------- torchrun and deepspeed
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def flags(data: Path, out: Path, *extra) -> list:
     return ["--device", "cpu", "--dataset", "Synthetic", "--data_root", str(data), "--mt5_model", "tiny",
             "--use_descriptions", "--desc_dir", str(data / "description"), "--text_dropout_p", "0.3",
@@ -252,7 +234,7 @@ def flags(data: Path, out: Path, *extra) -> list:
 
 
 def torchrun(nproc: int, args: list, timeout=400) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+    cmd = [str(launcher("torchrun")), "--nproc_per_node", str(nproc),
            "--master_port", str(free_port()), str(REPO / "fine_tuning.py"), *args]
     return subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
@@ -327,32 +309,43 @@ def test_torchrun_evaluation_equals_single_process_evaluation(ddp_run, data, tmp
             np.testing.assert_array_equal(g1[k], g2[k])
 
 
-def _deepspeed_available() -> bool:
-    try:
-        import deepspeed  # noqa: F401
-    except Exception:  # noqa: BLE001 - any import problem means: not usable here
-        return False
-    return shutil.which("deepspeed") is not None
+def max_abs_difference(a: dict, b: dict) -> float:
+    """The largest absolute difference between two state dicts of the same keys."""
+    assert a.keys() == b.keys()
+    return max(float((a[k].double() - b[k].double()).abs().max()) if a[k].numel() else 0.0 for k in a)
+
+
+# DeepSpeed and DDP agree to a tolerance, not to the bit: DeepSpeed computes the gradient norm
+# for clipping (and averages the gradients) in its own order, so the last bits of a step can
+# differ (issue 11: another digest on another CPU), and Adam carries such differences on.
+# Measured on this test's run (torch 2.14.1, CPU, 2 processes; max abs weight difference from
+# the torchrun run): DeepSpeed 0 here (3.0e-8 with the training code before issue 11); a
+# last-bit change of the clipping threshold at every step (--gradient-clipping 1.0000001 or
+# 0.9999999 under torchrun) 2.3e-4 and 3.2e-4; a 10 % larger learning rate 7.7e-3; one more
+# epoch of training 4.0. The tolerance passes the first kind by 3x and catches the second by 7x.
+DEEPSPEED_TOL = 1e-3
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _deepspeed_available(), reason="DeepSpeed is not installed")
 def test_deepspeed_launcher_on_cpu_trains_like_torchrun(ddp_run, data, tmp_path):
     """``deepspeed --num_gpus 2 fine_tuning.py ... --device cpu``: the launcher's --local_rank
     selects the DeepSpeed engine (ZeRO stage 0 and float32 on CPU, gloo); its steps fall
-    where DDP's do, so it ends with bit-identical weights."""
+    where DDP's do, so it ends with DDP's weights (to DEEPSPEED_TOL)."""
+    import deepspeed  # noqa: F401 - installed with the package's [deepspeed] extra: a failure here is one
     out = tmp_path / "ds"
-    cmd = ["deepspeed", "--num_gpus", "2", "--master_port", str(free_port()), str(REPO / "fine_tuning.py"),
-           *flags(data, out)]
+    cmd = [str(launcher("deepspeed")), "--num_gpus", "2", "--master_port", str(free_port()),
+           str(REPO / "fine_tuning.py"), *flags(data, out)]
     r = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     log = (out / "run.txt").read_text()
     assert "distributed: 2 processes (DeepSpeed, gloo)" in log
-    assert logged_digest(out) == logged_digest(ddp_run)
+    logged_digest(out)  # its two processes ended with identical weights (the run checks it)
     last = torch.load(out / "last.pth", weights_only=True)
     ref = torch.load(ddp_run / "last.pth", weights_only=True)
     assert last["step"] == ref["step"] and last["stepper"]["scheduler"]["last_epoch"] == ref["stepper"]["scheduler"]["last_epoch"]
     assert last["stepper"]["optimizer"]["state"].keys() == ref["stepper"]["optimizer"]["state"].keys()
+    worst = max_abs_difference(last["model"], ref["model"])
+    assert worst <= DEEPSPEED_TOL, f"DeepSpeed's weights differ from DDP's by up to {worst:.3g}"
 
 
 ZERO_SCRIPT = r'''
@@ -404,18 +397,18 @@ stepper2.load_state_dict(resumed["stepper"])
 train(eng2, stepper2, 3, 3)
 assert D.state_digest(eng2.module.state_dict()) == final
 print(f"rank {info.rank}: resumed ZeRO-2 state gives the same weights")
+D.barrier(info)  # leave as the product does: together, then destroy the group
 D.cleanup()
 '''
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _deepspeed_available(), reason="DeepSpeed is not installed")
 def test_deepspeed_zero_optimizer_partitions_round_trip_through_last_pth(tmp_path):
     """ZeRO keeps one partition of the optimizer state per rank: last.pth holds all of them
     (gathered on rank 0), every rank reads its own back, with weights_only loading."""
     script = tmp_path / "zero_resume.py"
     script.write_text(ZERO_SCRIPT)
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+    r = subprocess.run([str(launcher("torchrun")), "--nproc_per_node", "2",
                         "--master_port", str(free_port()), str(script), str(tmp_path)],
                        env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]

@@ -1,6 +1,7 @@
 """Uni_Sign with descriptions, end to end on the tiny configuration (issue 4, "Must show").
 
-- without --use_descriptions: exactly Uni-Sign's keys, and pinned loss / generated ids;
+- without --use_descriptions: exactly Uni-Sign's keys, a pinned initial loss, and a trained
+  model that writes its targets;
 - with it: identity start (loss, logits, generated ids) for both fusion types;
 - gradients reach the fusion through the whole model, never the frozen text encoder;
 - text dropout in train() only, through Uni_Sign; each distinct text encoded once;
@@ -15,13 +16,14 @@ import contextlib
 import io
 import json
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from conftest import PINNED_TARGETS, golden, pinned_batch, train_on
 from signfuse.config import ModelConfig
 from signfuse.data import paths
 from signfuse.data.dataset import SignDataset, collate_fn
@@ -29,14 +31,13 @@ from signfuse.data.descriptions import Describer
 from signfuse.data.synthetic import make_synthetic
 from signfuse.errors import InputError
 from signfuse.models.mt5 import load_mt5
+from signfuse.models import text_fusion
 from signfuse.models.text_fusion import count_parameters as fusion_parameters
 from signfuse.models.uni_sign import Uni_Sign, attach_text_source, build_model
 from signfuse.training import engine, run
 from signfuse.training.checkpoint import FUSION_PREFIX, load_weights
 from signfuse.training.distributed import DistInfo
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "spec" / "golden"
-NODES = {"body": 9, "left": 21, "right": 21, "face_all": 18}
 KINDS = ("gating", "cross_attn")
 FUSION_KEYS = {
     "gating": ["mask_embedding.weight", "fusion.gate_mlp.0.weight", "fusion.gate_mlp.0.bias",
@@ -48,57 +49,17 @@ FUSION_KEYS = {
 }
 
 # Pose-only tiny model (build_model(ModelConfig(dataset="Synthetic"), "tiny", seed=0)) on
-# pinned_batch(). First computed with the code of commit 2e86954 (before description fusion
-# was wired into Uni_Sign) and found identical, bit for bit, with the fused code (torch 2.13
-# CPU, 1 thread). Re-pinned once, when the tiny model itself changed (pose widths 16/32/64 ->
-# 8/16/32, tied embedding drawn from N(0, 1/d_model) instead of N(0, 1): the initial loss went
-# from 37.34 to 6.30, near ln(256) = 5.55); the pose path's code did not change (the golden
-# tests of Uni-Sign's own outputs pin it at the real widths).
-PINNED_INITIAL_LOSS = "0x1.9376bc0000000p+2"  # 6.304122...: eval mode, before training
-PINNED_TRAINED_LOSS = "0x1.1c29a80000000p+1"  # 2.220021...: after train_on(model, pinned_batch())
-PINNED_TRAINED_IDS = [[0, 50, 42, 48, 1, 1], [0, 20, 26, 59, 25, 1], [0, 20, 26, 59, 25, 1]]
-PINNED_TRAINED_TEXT = ["i want water", "you go home today", "you go home today"]
-
+# pinned_batch(), eval mode, before any training: a forward pass of a fixed seeded
+# initialisation, the same on every machine up to the rounding of float32 sums (torch 2.13:
+# 0x1.9376bcp+2, torch 2.14.1: 0x1.9376bap+2, one unit in the last place apart), hence the
+# tolerance. Computed with the code before description fusion existed and with the fused code
+# alike; changed once, with the tiny model itself (pose widths 8/16/32, tied embedding drawn
+# from N(0, 1/d_model): 37.34 -> 6.30, near ln(256) = 5.55).
+PINNED_INITIAL_LOSS = 6.3041215
+INITIAL_LOSS_REL = 1e-5  # about 130 ulps; a change of the pose path or of mT5's inputs moves it by far more
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def pinned_batch() -> dict:
-    """A hand-made batch (B=3, T=7): seeded parts, shorter samples padded with their last frame."""
-    g = torch.Generator().manual_seed(1234)
-    lengths, T = (7, 5, 3), 7
-    batch = {}
-    for part, V in NODES.items():
-        x = torch.rand(len(lengths), T, V, 3, generator=g) * 2 - 1  # (B, T, V, 3)
-        for i, n in enumerate(lengths):
-            x[i, n:] = x[i, n - 1].clone()
-        batch[part] = x
-    batch["attention_mask"] = torch.tensor([[1] * n + [0] * (T - n) for n in lengths])  # (B, T)
-    batch["targets"] = ["i want water", "you go home today", "no"]
-    return batch
-
-
-def without_dropout(model):
-    """No dropout anywhere (mT5's attention dropout is a float attribute, not a module)."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-        if isinstance(getattr(module, "dropout", None), float):
-            module.dropout = 0.0
-    return model
-
-
-def train_on(model, batch, steps=30, lr=5e-3):
-    """A deterministic little fine-tuning (AdamW, no dropout): outputs then depend on the input."""
-    without_dropout(model).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    for _ in range(steps):
-        loss = model(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
-
 
 def pose_model(seed=0) -> Uni_Sign:
     return build_model(ModelConfig(dataset="Synthetic"), "tiny", seed=seed)
@@ -179,10 +140,9 @@ def test_pose_only_model_has_exactly_unisign_keys():
     assert not hasattr(model, "text_fusion") and not hasattr(model, "text_source")
     assert keys[-len(mt5_keys):] == mt5_keys
     pose_keys = keys[: -len(mt5_keys)]
-    if (GOLDEN / "pose_encoder.safetensors").is_file():
-        from safetensors import safe_open
-        with safe_open(GOLDEN / "pose_encoder.safetensors", "pt") as f:
-            assert set(pose_keys) == set(f.keys())  # Uni-Sign's pose-encoder key names, no more
+    from safetensors import safe_open
+    with safe_open(golden("pose_encoder.safetensors"), "pt") as f:
+        assert set(pose_keys) == set(f.keys())  # Uni-Sign's pose-encoder key names, no more
     # the fusion model: the same keys (and, same seed, the same initial values) + text_fusion.*
     for kind in KINDS:
         fused = fusion_model(kind).state_dict()
@@ -192,24 +152,22 @@ def test_pose_only_model_has_exactly_unisign_keys():
 
 
 def test_pose_only_outputs_are_pinned(trained_unisign):
-    """Loss and generated ids of the pose-only model equal those of the code before the
-    description fusion existed (see PINNED_INITIAL_LOSS for their history). Exact float equality:
-    a different CPU kernel path (another torch build or instruction set) may change the last
-    bits; the messages print the value to re-pin after checking that it is only that."""
+    """The initial loss equals the one of the code before the description fusion existed (see
+    PINNED_INITIAL_LOSS); after train_on the model writes its three targets, with greedy and
+    beam search alike (a stable margin: see conftest.train_on), and its loss went down."""
     batch = pinned_batch()
     model = pose_model().eval()
     with torch.no_grad():
         initial = model(batch)["loss"].item()
-    assert initial.hex() == PINNED_INITIAL_LOSS, f"initial loss {initial!r} = {initial.hex()}"
+    assert initial == pytest.approx(PINNED_INITIAL_LOSS, rel=INITIAL_LOSS_REL), f"initial loss {initial!r}"
     model.load_state_dict(trained_unisign, strict=True)  # = train_on(model, batch)
     with torch.no_grad():
         out = model(batch)
-    trained = out["loss"].item()
     assert out["gate"] is None and model.last_gate is None
-    assert trained.hex() == PINNED_TRAINED_LOSS, f"trained loss {trained!r} = {trained.hex()}"
-    ids = model.generate_ids(batch, max_new_tokens=10, num_beams=3)
-    assert ids.tolist() == PINNED_TRAINED_IDS
-    assert model.generate(batch, max_new_tokens=10, num_beams=3) == PINNED_TRAINED_TEXT
+    assert out["loss"].item() < initial - 4  # 1.62 after training (6.30 before)
+    for beams in (1, 3):
+        ids = model.generate_ids(batch, max_new_tokens=10, num_beams=beams)  # (B, L)
+        assert model.tokenizer.batch_decode(ids, skip_special_tokens=True) == PINNED_TARGETS
 
 
 def test_pose_only_model_ignores_description_keys(trained_unisign, test_batch):
@@ -231,12 +189,13 @@ def test_fusion_model_starts_as_the_pose_only_model(kind, trained_unisign, test_
     """Same Uni-Sign weights, fresh fusion: loss, logits and generated ids equal, bit for bit."""
     pose = load_unisign(pose_model(), trained_unisign).eval()
     fused = load_unisign(fusion_model(kind), trained_unisign).eval()
-    # on the pinned batch (no description keys: every frame masked): the pinned numbers
+    # on the pinned batch (no description keys: every frame masked): the pose-only numbers
     batch = pinned_batch()
     with torch.no_grad():
-        out = fused(batch)
-    assert out["loss"].item().hex() == PINNED_TRAINED_LOSS
-    assert fused.generate_ids(batch, max_new_tokens=10, num_beams=3).tolist() == PINNED_TRAINED_IDS
+        a, b = pose(batch), fused(batch)
+    assert torch.equal(a["loss"], b["loss"]) and torch.equal(a["logits"], b["logits"])
+    assert torch.equal(fused.generate_ids(batch, max_new_tokens=10, num_beams=3),
+                       pose.generate_ids(batch, max_new_tokens=10, num_beams=3))
     # on a pipeline batch with descriptions
     with torch.no_grad():
         a, b = pose(test_batch), fused(test_batch)
@@ -521,11 +480,15 @@ def test_descriptions_off_gating_adds_gated_mask_projection(trained_unisign, tes
     hook.remove()
     fused_on, fused_off = seen[0][:, P:], seen[1][:, P:]
     mask = model.text_fusion.mask_embedding.weight  # (1, text_dim)
-    B, T, _ = pose.shape
-    x = torch.cat([pose, mask.expand(B, T, -1), torch.zeros(B, T, 1)], -1)
+    B, T, C = pose.shape
+    norm_mask = F.layer_norm(mask, mask.shape[-1:]).expand(B, T, -1)  # (B, T, text_dim)
+    x = torch.cat([F.layer_norm(pose, (C,)), norm_mask, torch.zeros(B, T, 1)], -1)  # has_description 0
     with torch.no_grad():
         torch.testing.assert_close(gate_off, torch.sigmoid(fusion.gate_mlp(x)), rtol=1e-6, atol=1e-6)
-        torch.testing.assert_close(fused_off, pose + gate_off * fusion.proj(mask), rtol=1e-6, atol=1e-6)
+        direction = fusion.proj(norm_mask)  # (B, T, C): the mask's projection, at the pose's size
+        direction = direction / (direction.pow(2).mean(-1, keepdim=True) + text_fusion.DIRECTION_EPS ** 2).sqrt()
+        update = text_fusion.TEXT_SCALE * pose.pow(2).mean(-1, keepdim=True).sqrt() * direction
+        torch.testing.assert_close(fused_off, pose + gate_off * update, rtol=1e-5, atol=1e-5)
     # the described sample changes when its descriptions are taken away; the other one does not
     assert not torch.allclose(fused_on[0], fused_off[0]) and not torch.allclose(gate_on[0], gate_off[0])
     assert torch.equal(fused_on[1], fused_off[1]) and torch.equal(gate_on[1], gate_off[1])
@@ -555,8 +518,13 @@ def test_descriptions_off_cross_attention_is_the_pose(trained_unisign, test_batc
     assert not torch.allclose(seen[0][0, P:], pose[0]) and (on["gate"][0] != 0).all()
     assert torch.equal(seen[0][1, P:], pose[1]) and (on["gate"][1] == 0).all()  # no texts: no update
     assert on["loss"] != off["loss"] and torch.equal(on["logits"][1], off["logits"][1])
-    on_text = model.generate(test_batch, max_new_tokens=8, num_beams=2)
-    off_text = model.generate(test_batch, max_new_tokens=8, num_beams=2, descriptions_off=True)
+    # greedy decoding: the texts first differ where the argmax does. Measured (torch 2.14.1)
+    # over 4 stand-ins for another machine (the trained weights from initial weights multiplied
+    # by 1 + 1e-6 * N(0, 1), draws 0-3; see conftest.train_on): "no" / "i want water" every time,
+    # the chosen token ahead of the other one by 3.58-3.60 in logits under both inputs, while
+    # such draws move these logits by at most 0.07.
+    on_text = model.generate(test_batch, max_new_tokens=8, num_beams=1)
+    off_text = model.generate(test_batch, max_new_tokens=8, num_beams=1, descriptions_off=True)
     assert on_text[0] != off_text[0] and on_text[1] == off_text[1], (on_text, off_text)
 
 

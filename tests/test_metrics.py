@@ -32,14 +32,16 @@ def test_csl_daily_reference_gets_ascii_comma_and_question_mark():
 def test_only_csl_daily_slt_is_character_level():
     # as Uni-Sign: the character split is CSL-Daily's alone
     assert M.postprocess_prediction("新闻 报道", "CSL_News") == "新闻 报道"
-    # CSLR targets are glosses joined by spaces: only stripped, never split into characters
-    assert M.postprocess_prediction(" 你好 今天 ", "CSL_Daily", task="CSLR") == "你好 今天"
+    # CSLR targets are glosses joined by spaces: scored as they are, never split into characters
+    assert M.postprocess_prediction(" 你好 今天 ", "CSL_Daily", task="CSLR") == " 你好 今天 "
     assert M.postprocess_reference("你好 今天，", "CSL_Daily", task="CSLR") == "你好 今天，"
 
 
-def test_other_datasets_are_only_stripped():
-    assert M.postprocess_prediction("  Hello,  world?\n", "How2Sign") == "Hello,  world?"
-    assert M.postprocess_reference("\tHello，world？ ", "WLASL") == "Hello，world？"
+def test_other_datasets_are_scored_as_they_are():
+    # Uni-Sign scores its in-memory strings unchanged: not even stripped
+    assert M.postprocess_prediction("  Hello,  world?\n", "How2Sign") == "  Hello,  world?\n"
+    assert M.postprocess_reference("\tHello，world？ ", "WLASL") == "\tHello，world？ "
+    assert M.postprocess_reference("he went home. ", "OpenASL") == "he went home. "
 
 
 def test_unknown_dataset_or_task_is_refused():
@@ -182,6 +184,44 @@ def test_rouge_sentences_without_a_word_on_either_side_count_zero():
     assert n_empty == 2
 
 
+# OpenASL-like: references that end with a space, as 32 of Uni-Sign's OpenASL dev references do.
+# `rouge` splits at '.': "i went home. " -> sentences "i went home", "" -> one more distinct
+# word (the empty one) in the reference. Uni-Sign scores these strings as they are.
+SPACED_HYPS = ["i went home.", "that is great", "see you soon"]
+SPACED_REFS = ["i went home. ", "that is really great. ", "see you later "]
+
+
+def test_word_level_texts_are_scored_unstripped_as_unisign_does():
+    # by hand: 1) ref words {i, went, home, ''} = 4, hyp 3, LCS 3: P = 1, R = 3/4
+    #          2) ref {that, is, really, great, ''} = 5, hyp 3, LCS 3: P = 1, R = 3/5
+    #          3) "see you later " -> "see you later" (no '.'): P = R = 2/3
+    by_hand = (_f(1, 3 / 4) + _f(1, 3 / 5) + _f(2 / 3, 2 / 3)) / 3 * 100
+    reference = Rouge().get_scores(SPACED_HYPS, SPACED_REFS, avg=True)["rouge-l"]["f"] * 100  # Uni-Sign's call
+    bleu = BLEU(tokenize="13a", smooth_method="exp")
+    result = M.compute_metrics([M.postprocess_prediction(t, "OpenASL") for t in SPACED_HYPS],
+                               [M.postprocess_reference(t, "OpenASL") for t in SPACED_REFS], "SLT")
+    assert result["rouge"] == pytest.approx(by_hand, rel=REL) and result["rouge"] == pytest.approx(reference, rel=REL)
+    for order in range(1, 5):  # sacreBLEU on the unstripped strings, as Uni-Sign calls it
+        bleu.max_ngram_order = order
+        assert result[f"bleu{order}"] == pytest.approx(bleu.corpus_score(SPACED_HYPS, [SPACED_REFS]).score, rel=REL)
+    # stripping would change ROUGE-L (sentences 1 and 2 score P = R = 1 and P = 1, R = 3/4)
+    stripped = M.compute_metrics([t.strip() for t in SPACED_HYPS], [t.strip() for t in SPACED_REFS], "SLT")
+    assert stripped["rouge"] == pytest.approx((_f(1, 1) + _f(1, 3 / 4) + _f(2 / 3, 2 / 3)) / 3 * 100, rel=REL)
+    assert stripped["rouge"] - result["rouge"] > 5  # 8.33 points on these three sentences
+    assert all(stripped[f"bleu{n}"] == result[f"bleu{n}"] for n in range(1, 5))  # sacreBLEU ignores them
+
+
+def test_result_files_keep_trailing_spaces_for_scoring(tmp_path):
+    names = ["openasl_a", "openasl_b", "openasl_c"]
+    pred_path, ref_path = M.write_results(tmp_path, "dev", names, SPACED_HYPS, SPACED_REFS)
+    assert ref_path.read_text(encoding="utf-8").splitlines()[0] == "sample: openasl_a, ground-truth: i went home. "
+    assert list(M.read_results(ref_path, "ground-truth").values()) == SPACED_REFS
+    from_files = M.score_files(pred_path, ref_path, dataset="OpenASL", task="SLT")
+    assert from_files == M.compute_metrics(SPACED_HYPS, SPACED_REFS, "SLT")
+    assert from_files["rouge"] == pytest.approx(
+        Rouge().get_scores(SPACED_HYPS, SPACED_REFS, avg=True)["rouge-l"]["f"] * 100, rel=REL)
+
+
 # ----------------------------------------------------------------------------- WER
 
 def test_wer_with_deletions_insertion_and_substitution():
@@ -243,8 +283,8 @@ def test_write_read_round_trip_keeps_commas_colons_and_empty_text(tmp_path):
     assert pred_path.name == "test_tmp_pres.txt" and ref_path.name == "test_tmp_refs.txt"
     assert pred_path.read_text(encoding="utf-8").splitlines()[0] == \
         "sample: S000020_P0004_T00, prediction: yes, sample: x, prediction: y"
-    assert M.read_results(pred_path, "prediction") == dict(zip(NAMES, preds))
-    assert M.read_results(ref_path, "ground-truth") == dict(zip(NAMES, refs))
+    assert M.read_results(pred_path, "prediction") == dict(zip(NAMES, preds, strict=True))
+    assert M.read_results(ref_path, "ground-truth") == dict(zip(NAMES, refs, strict=True))
 
 
 def test_read_accepts_crlf_and_a_trimmed_empty_text(tmp_path):

@@ -1,24 +1,18 @@
 """Skeleton graphs, adjacency matrices and ST-GCN blocks (signfuse.models.graph, .stgcn)."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
+from conftest import golden
 from signfuse.models.graph import BODY, FACE_ALL, HAND, PART_SKELETONS, distance_adjacency, hop_distance
 from signfuse.models.stgcn import GCNUnit, STGCNBlock, spatial_chain, temporal_chain
-
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "spec" / "golden"
-needs_golden = pytest.mark.skipif(not (GOLDEN / "expected.npz").is_file(), reason="golden fixture absent")
-
 
 
 # ---- graphs ----
 
-@needs_golden
 @pytest.mark.parametrize("part", ["body", "left", "right", "face_all"])
 def test_adjacency_equals_golden(part):
-    expected = np.load(GOLDEN / "expected.npz")[f"graph_A_{part}"]
+    expected = np.load(golden("expected.npz"))[f"graph_A_{part}"]
     A = distance_adjacency(PART_SKELETONS[part])
     assert A.dtype == np.float32
     np.testing.assert_array_equal(A, expected)

@@ -1,16 +1,15 @@
 """load_mt5 and mt5_from_config_dict (signfuse.models.mt5)."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from transformers import MT5ForConditionalGeneration
 
+from conftest import MT5_BASE_CONFIG, data_file
 from signfuse.config import UNISIGN_MT5_DIR
 from signfuse.errors import InputError
 from signfuse.models.mt5 import load_mt5, mt5_from_config_dict, tiny_mt5_dir
 
-MT5_BASE_CONFIG = Path(__file__).resolve().parents[2] / "shared" / "spec" / "mt5-base-config.json"
 
 
 def small_untied_config() -> dict:
@@ -98,9 +97,7 @@ def test_local_directory_round_trip_keeps_untied_lm_head(tmp_path):
 
 
 def test_config_dict_of_mt5_base_shape():
-    if not MT5_BASE_CONFIG.is_file():
-        pytest.skip("mt5-base-config.json absent")
     with torch.device("meta"):  # shapes only: the real size would take GBs and many seconds
-        model = mt5_from_config_dict(json.loads(MT5_BASE_CONFIG.read_text()))
+        model = mt5_from_config_dict(json.loads(data_file(MT5_BASE_CONFIG).read_text()))
     assert sum(p.numel() for p in model.parameters()) == 582_401_280  # google/mt5-base
     assert model.lm_head.weight.shape == (250112, 768) and model.lm_head.weight is not model.shared.weight

@@ -1,20 +1,17 @@
 """Uni_Sign on the tiny mT5 (signfuse.models.uni_sign): inputs, loss, generation, keys."""
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import NODES, PINNED_TARGETS as TARGETS, golden
 from signfuse.config import TINY_POSE_CHANNELS, ModelConfig
 from signfuse.models.mt5 import load_mt5, mt5_from_config_dict
 from signfuse.models.pose_encoder import PARTS, PoseEncoder
 from signfuse.models.uni_sign import Uni_Sign, build_model
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "spec" / "golden"
-needs_golden = pytest.mark.skipif(not (GOLDEN / "pose_encoder.safetensors").is_file(), reason="golden fixture absent")
-NODES = {"body": 9, "left": 21, "right": 21, "face_all": 18}
-TARGETS = ["i want water", "you go home today", "no"]
 
 
 def make_batch(lengths=(6, 4, 2), seed: int = 0, targets=TARGETS) -> dict:
@@ -78,22 +75,21 @@ def test_state_dict_keys_are_pose_encoder_then_mt5(model):
     assert not any(k.startswith("tokenizer") for k in keys)
 
 
-@needs_golden
 def test_unisign_checkpoint_loads_strictly_and_reproduces_golden_features():
     """Default widths and a 768-wide mT5: keys and shapes are the golden ones plus mt5_model.*."""
     from safetensors.torch import load_file
-    golden = {k: v.float() for k, v in load_file(GOLDEN / "pose_encoder.safetensors").items()}
+    golden_sd = {k: v.float() for k, v in load_file(golden("pose_encoder.safetensors")).items()}
     mt5 = mt5_from_config_dict({"d_model": 768, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 1,
                                 "num_decoder_layers": 1, "vocab_size": 256, "tie_word_embeddings": False})
     _, tokenizer = load_mt5("tiny")
     model = Uni_Sign(ModelConfig(), mt5, tokenizer)
     own = model.state_dict()
     mt5_state = {"mt5_model." + k: v.clone() for k, v in mt5.state_dict().items()}
-    assert set(own) == set(golden) | set(mt5_state)
-    assert all(own[k].shape == golden[k].shape for k in golden)
-    model.load_state_dict({**golden, **mt5_state}, strict=True)
+    assert set(own) == set(golden_sd) | set(mt5_state)
+    assert all(own[k].shape == golden_sd[k].shape for k in golden_sd)
+    model.load_state_dict({**golden_sd, **mt5_state}, strict=True)
     model.eval()
-    expected = np.load(GOLDEN / "expected.npz")
+    expected = np.load(golden("expected.npz"))
     batch = {}
     for part in PARTS:
         parts = [expected[f"sample{i}_{part}"] for i in range(4)]
@@ -172,7 +168,7 @@ def test_forward_shapes_and_label_smoothed_loss(model, monkeypatch):
     expected = smoothed_ce(out["logits"], labels, eps=0.2)
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
 
-    monkeypatch.setattr(model.cfg, "label_smoothing", 0.0)
+    monkeypatch.setattr(model, "cfg", replace(model.cfg, label_smoothing=0.0))  # cfg is frozen
     with torch.no_grad():
         out0 = model(batch)
     nll = F.cross_entropy(out0["logits"].reshape(-1, out0["logits"].shape[-1]), labels.reshape(-1), ignore_index=-100)
@@ -193,7 +189,7 @@ def test_padding_of_targets_is_ignored(model):
 
 
 def test_targets_are_truncated(model, monkeypatch):
-    monkeypatch.setattr(model.cfg, "max_target_tokens", 5)
+    monkeypatch.setattr(model, "cfg", replace(model.cfg, max_target_tokens=5))  # cfg is frozen
     labels = model.tokenize_targets(["i want water today very good yes no", "no"])
     assert labels.shape == (2, 5)
     assert labels[0, -1] == model.tokenizer.eos_token_id  # truncation keeps the closing </s>

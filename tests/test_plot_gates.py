@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import one_error_line
 from signfuse import plotting
 from signfuse.cli import main
 from signfuse.config import ModelConfig
@@ -23,17 +24,6 @@ from signfuse.models.uni_sign import attach_text_source, build_model
 from signfuse.training.engine import save_gates
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-
-def one_error_line(err: str, *names) -> str:
-    """stderr holds exactly one line, 'signfuse: error: ...', naming each of ``names``."""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("signfuse: error: "), err
-    assert "Traceback" not in err
-    for name in names:
-        assert str(name) in lines[0], (name, lines[0])
-    return lines[0]
 
 
 @pytest.fixture
@@ -78,8 +68,9 @@ def test_plot_gates_writes_a_png(gate_file, tmp_path, capsys):
     assert "clip_a:" in _titles(plotting.load_gates(gate_file)["clip_a"], "clip_a", tmp_path)[0]
 
 
-def _titles(sample, name, tmp_path, texts=None):
-    """(title, annotations) of the figure plot_gate draws."""
+def _drawn(sample, name, tmp_path, texts=None, **kw) -> dict:
+    """What plot_gate draws: the title, the labels (text, colour) of the text panel, and the
+    display boxes of the title and of every label (measured on the saved figure)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -87,31 +78,109 @@ def _titles(sample, name, tmp_path, texts=None):
     real_close = plt.close
 
     def keep(fig):
-        ax = fig.axes[0]
+        ax, lab = fig.axes[0], fig.axes[1]
+        renderer = fig.canvas.get_renderer()
         seen["title"] = ax.get_title(loc="left")
-        seen["notes"] = [t.get_text() for t in ax.texts]
+        seen["labels"] = [(t.get_text().strip(), t.get_color()) for t in lab.texts]
+        seen["title_box"] = ax._left_title.get_window_extent(renderer)  # the title drawn with loc="left"
+        seen["boxes"] = [t.get_window_extent(renderer) for t in lab.texts]
+        seen["legend"] = [t.get_text() for t in ax.get_legend().get_texts()]
         real_close(fig)
 
     plt.close = keep
     try:
-        plotting.plot_gate(sample, name, tmp_path / "t.png", texts)
+        plotting.plot_gate(sample, name, tmp_path / "t.png", texts, **kw)
     finally:
         plt.close = real_close
-    return seen["title"], seen["notes"]
+    return seen
+
+
+def _titles(sample, name, tmp_path, texts=None):
+    drawn = _drawn(sample, name, tmp_path, texts)
+    return drawn["title"], [text for text, _ in drawn["labels"]]
 
 
 def test_described_frames_are_labelled_with_their_texts(gate_file, tmp_path):
     desc_dir = tmp_path / "description" / "Synthetic"
     desc_dir.mkdir(parents=True)
-    (desc_dir / "clip_a.json").write_text(json.dumps({"0": "hand up", "6": "hand down", "5": "not sampled"}))
+    (desc_dir / "clip_a.json").write_text(json.dumps({"0": "hand up", "6": "hand down", "5": "not sampled",
+                                                      "40": "after the last sampled frame"}))
     sample = plotting.load_gates(gate_file)["clip_a"]
-    title, notes = _titles(sample, "clip_a", tmp_path, {0: "hand up", 6: "hand down", 5: "not sampled"})
-    assert "2/6 frames described" in title
-    assert notes == ["hand up", "hand down"]  # frames 0 and 6 are the described sampled frames
+    texts = {0: "hand up", 6: "hand down", 5: "not sampled", 40: "after the last sampled frame"}
+    drawn = _drawn(sample, "clip_a", tmp_path, texts)
+    assert "2/6 sampled frames described" in drawn["title"]
+    # every described frame within the sampled span, in frame order; the sampled ones in black,
+    # frame 5 (described, not sampled: interpolation uses it) in grey; frame 40 is out of the span
+    assert drawn["labels"] == [("hand up", "black"), ("not sampled", "dimgray"), ("hand down", "black")]
+    # without kinds saved or given: frames are exact or not described
+    assert drawn["legend"] == ["gate", "exact (2)", "not described (4)"]
     out = tmp_path / "labelled.png"
-    assert main(["plot-gates", "--gates", str(gate_file), "--sample", "clip_a", "--desc_dir", str(desc_dir),
+    assert main(["plot-gates", "--gates", str(gate_file), "--sample", "clip_a", "--desc_dir", str(desc_dir.parent),
+                 "--dataset", "Synthetic",
                  "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == PNG
+
+
+def test_labels_never_overlap_each_other_or_the_title(tmp_path):
+    """Many long texts on neighbouring frames: each label gets a row where it overlaps no other."""
+    frames = np.arange(0, 60, 3, dtype=np.int64)
+    sample = {"gate": np.linspace(0.1, 0.9, len(frames), dtype=np.float32),
+              "has_description": np.ones(len(frames), np.float32), "frame_indices": frames}
+    texts = {int(f): f"description number {i}: the right hand moves up to the chin" for i, f in enumerate(frames)}
+    drawn = _drawn(sample, "crowded", tmp_path, texts)
+    boxes = drawn["boxes"]
+    assert len(boxes) == len(frames)
+    for i, a in enumerate(boxes):
+        assert not a.overlaps(drawn["title_box"])
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+    # runs of one text are one label
+    same = {int(f): "mouth smiles" for f in frames[:5]} | {int(frames[5]): "head nods"}
+    assert [t for t, _ in _drawn(sample, "runs", tmp_path, same)["labels"]] == ["mouth smiles", "head nods"]
+
+
+def test_gate_with_descriptions_off_and_kinds_in_the_plot(gate_file, tmp_path):
+    sample = plotting.load_gates(gate_file)["clip_a"]
+    kinds = ["exact", "interpolated", "nearest", "exact", "undescribed", "undescribed"]
+    drawn = _drawn(sample, "clip_a", tmp_path, None, kinds=kinds, gate_off=np.full(6, 0.05))
+    assert drawn["legend"] == ["gate", "descriptions off (mean 0.050)", "exact (2)", "interpolated (1)",
+                               "nearest (1)", "undescribed (2)"]
+
+
+# ----------------------------------------------------------------------------- a whole split
+
+def test_summary_per_alignment_kind_from_the_description_files(gate_file, tmp_path, capsys):
+    """No alignment saved: the kinds come from aligning the description files (interpolate)."""
+    desc_dir = tmp_path / "description" / "Synthetic"
+    desc_dir.mkdir(parents=True)
+    (desc_dir / "clip_a.json").write_text(json.dumps({"0": "hand up", "6": "hand down"}))
+    out, summary = tmp_path / "a.png", tmp_path / "split.png"
+    assert main(["plot-gates", "--gates", str(gate_file), "--sample", "clip_a", "--desc_dir", str(desc_dir.parent),
+                 "--dataset", "Synthetic", "--out", str(out), "--summary", str(summary)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[:2] == [str(out), str(summary)] and summary.read_bytes()[:8] == PNG
+    stats = json.loads(lines[2])
+    # clip_a: frames 0 2 4 6 8 10, gates 0 .2 .4 .6 .8 1: exact 0 and 6, interpolated 2 and 4,
+    # nearest 8 and 10; clip_b has no file: its 3 frames (gates .2 .4 .9) are undescribed
+    assert list(stats) == ["exact", "interpolated", "nearest", "undescribed"]
+    assert {k: v["frames"] for k, v in stats.items()} == {"exact": 2, "interpolated": 2, "nearest": 2, "undescribed": 3}
+    expected = {"exact": 0.3, "interpolated": 0.3, "nearest": 0.9, "undescribed": 0.5}
+    assert {k: v["mean"] for k, v in stats.items()} == pytest.approx(expected, abs=1e-4)
+
+
+def test_saved_alignment_codes_are_used_and_checked(tmp_path, capsys):
+    sample = {"gate": np.array([0.9, 0.5, 0.1, 0.7], np.float32), "has_description": np.array([1, 0, 0, 0], np.float32),
+              "frame_indices": np.arange(4, dtype=np.int64), "alignment": np.array([1, 2, 0, 3], np.int8)}
+    path = tmp_path / "test_gates.npz"
+    save_gates(path, {"s": sample})
+    loaded = plotting.load_gates(path)["s"]
+    assert plotting.frame_kinds(loaded) == ["exact", "interpolated", "undescribed", "nearest"]
+    _, stats = plotting.plot_gate_summary({"s": loaded}, {"s": plotting.frame_kinds(loaded)}, tmp_path / "sum.png")
+    assert {k: round(v["mean"], 4) for k, v in stats.items()} == {"exact": 0.9, "interpolated": 0.5,
+                                                                  "nearest": 0.7, "undescribed": 0.1}
+    save_gates(path, {"s": {**sample, "alignment": np.array([1, 2, 7, 3], np.int8)}})
+    assert main(["plot-gates", "--gates", str(path), "--out", str(tmp_path / "x.png")]) == 2
+    one_error_line(capsys.readouterr().err, path, "alignment codes")
 
 
 # ----------------------------------------------------------------------------- bad inputs
@@ -220,7 +289,7 @@ def test_evaluation_writes_gates_per_sample(evaluated):
 def test_plot_gates_draws_an_evaluated_sample(evaluated, tmp_path, capsys):
     out = tmp_path / "synth_00006.png"
     argv = ["plot-gates", "--gates", str(evaluated.out / "test_gates.npz"), "--sample", "synth_00006",
-            "--desc_dir", str(evaluated.root / "description" / "Synthetic"), "--out", str(out)]
+            "--desc_dir", str(evaluated.root / "description"), "--dataset", "Synthetic", "--out", str(out)]
     assert main(argv) == 0
     assert out.read_bytes()[:8] == PNG and out.stat().st_size > 5000
     assert capsys.readouterr().out.strip() == str(out)

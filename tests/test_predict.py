@@ -12,28 +12,21 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from conftest import one_error_line, pinned_batch, train_on
 from signfuse.cli import main
 from signfuse.config import ModelConfig
 from signfuse.data import paths
 from signfuse.data.dataset import SignDataset, collate_fn
 from signfuse.data.descriptions import Describer
 from signfuse.data.synthetic import make_synthetic
-from signfuse.models.uni_sign import attach_text_source, build_model
+from signfuse.models.uni_sign import Uni_Sign, attach_text_source, build_model
 from signfuse.training import run
 
-NODES = {"body": 9, "left": 21, "right": 21, "face_all": 18}
 SAMPLE = "synth_00006"  # test split, described
 UNDESCRIBED = "synth_00007"
 
 
 
-def one_error_line(err: str, *names) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("signfuse: error: "), err
-    assert "Traceback" not in err
-    for name in names:
-        assert str(name) in lines[0], (name, lines[0])
-    return lines[0]
 
 
 # ----------------------------------------------------------------------------- models and data
@@ -41,30 +34,7 @@ def one_error_line(err: str, *names) -> str:
 def _trained_pose_state() -> dict:
     """The tiny pose-only model after a short deterministic fine-tuning on a hand-made batch
     (so that it generates words, not padding)."""
-    g = torch.Generator().manual_seed(1234)
-    lengths, T = (7, 5, 3), 7
-    batch = {}
-    for part, V in NODES.items():
-        x = torch.rand(len(lengths), T, V, 3, generator=g) * 2 - 1
-        for i, n in enumerate(lengths):
-            x[i, n:] = x[i, n - 1].clone()
-        batch[part] = x
-    batch["attention_mask"] = torch.tensor([[1] * n + [0] * (T - n) for n in lengths])
-    batch["targets"] = ["i want water", "you go home today", "no"]
-    model = build_model(ModelConfig(dataset="Synthetic"), "tiny", seed=0)
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-        if isinstance(getattr(module, "dropout", None), float):
-            module.dropout = 0.0
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    for _ in range(30):
-        loss = model(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.state_dict()
+    return train_on(build_model(ModelConfig(dataset="Synthetic"), "tiny", seed=0), pinned_batch()).state_dict()
 
 
 def _description_model(kind: str, pose_state: dict):
@@ -73,7 +43,7 @@ def _description_model(kind: str, pose_state: dict):
     attach_text_source(model, SimpleNamespace(mt5_model="tiny"))
     model.load_state_dict(pose_state, strict=False)
     # values chosen so that the descriptions change SAMPLE's (short) prediction
-    big, seed = (("fusion.proj",), 1) if kind == "gating" else (("fusion.v_proj", "fusion.out_proj"), 0)
+    big, seed = (("fusion.proj",), 4) if kind == "gating" else (("fusion.v_proj", "fusion.out_proj"), 0)
     scale = 3.0
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -99,7 +69,8 @@ def setup(tmp_path_factory):
     models.update({kind: _description_model(kind, state) for kind in ("gating", "cross_attn")})
     ckpts = {}
     for name, model in models.items():
-        args = SimpleNamespace(mt5_model="tiny", use_descriptions=name != "pose", desc_encoder=None)
+        args = SimpleNamespace(mt5_model="tiny", dataset="Synthetic", task="SLT",  # as a run records them
+                               use_descriptions=name != "pose", desc_encoder=None)
         ckpts[name] = ckpt_dir / f"{name}.pth"
         torch.save(run.checkpoint_dict(model, model.cfg, args, epoch=3), ckpts[name])
         ckpts[name + "_bare"] = ckpt_dir / f"{name}_bare.pth"
@@ -121,6 +92,22 @@ def expected_text(setup, name: str, sample: str, descriptions: bool, **gen) -> s
     return model.generate(batch, max_new_tokens=gen.get("max_new_tokens", 100), num_beams=gen.get("num_beams", 4), **off)[0]
 
 
+@pytest.fixture
+def mt5_inputs(monkeypatch):
+    """Every inputs_embeds (B, P+T, d_model) that a Uni_Sign of this process gives mT5, in order:
+    predict and the pipeline must give the same, bit for bit (the same text alone could hide a
+    difference behind a wide margin)."""
+    seen = []
+    original = Uni_Sign.build_inputs
+
+    def build_inputs(self, batch, descriptions_off=False):
+        out = original(self, batch, descriptions_off)
+        seen.append(out[0].detach().clone())
+        return out
+    monkeypatch.setattr(Uni_Sign, "build_inputs", build_inputs)
+    return seen
+
+
 def predict(capsys, *argv):
     rc = main(["predict", "--mt5_model", "tiny", "--device", "cpu", *map(str, argv)])
     out, err = capsys.readouterr()
@@ -129,12 +116,13 @@ def predict(capsys, *argv):
 
 # ----------------------------------------------------------------------------- success
 
-def test_pose_only_checkpoint(setup, capsys):
+def test_pose_only_checkpoint(setup, capsys, mt5_inputs):
     rc, out, err = predict(capsys, "--finetune", setup.ckpts["pose"], "--pose", setup.pose(SAMPLE))
     assert rc == 0 and err == ""
     assert out.count("\n") == 1 and out.endswith("\n")
     text = out[:-1]
     assert text and text == expected_text(setup, "pose", SAMPLE, descriptions=False)
+    assert len(mt5_inputs) == 2 and torch.equal(mt5_inputs[0], mt5_inputs[1])
     # Uni-Sign's bare {'model': state_dict} gives the same (--dataset for the prompt's language);
     # a description file is not used by a pose-only model: said on stderr, same text
     rc, out, err = predict(capsys, "--finetune", setup.ckpts["pose_bare"], "--pose", setup.pose(SAMPLE),
@@ -144,21 +132,31 @@ def test_pose_only_checkpoint(setup, capsys):
 
 
 @pytest.mark.parametrize("kind", ["gating", "cross_attn"])
-def test_description_checkpoint(kind, setup, capsys):
+def test_description_checkpoint(kind, setup, capsys, mt5_inputs):
     # cross_attn: a bare checkpoint (no recorded config), the fusion type read from the weights
     ckpt, extra = (setup.ckpts[kind], []) if kind == "gating" else (setup.ckpts[kind + "_bare"], ["--dataset", "Synthetic"])
-    short = ["--max_new_tokens", "20"]  # some beams of these random fusions never end
+    # greedy, 20 tokens at most (some texts of these random fusions never end)
+    short = ["--max_new_tokens", "20", "--num_beams", "1"]
     rc, out, err = predict(capsys, "--finetune", ckpt, "--pose", setup.pose(SAMPLE), "--description",
                            setup.desc(SAMPLE), *extra, *short)
     assert rc == 0 and err == "" and out.count("\n") == 1
     with_desc = out[:-1]
-    assert with_desc == expected_text(setup, kind, SAMPLE, descriptions=True, max_new_tokens=20)
+    assert with_desc == expected_text(setup, kind, SAMPLE, descriptions=True, max_new_tokens=20, num_beams=1)
+    assert len(mt5_inputs) == 2 and torch.equal(mt5_inputs[0], mt5_inputs[1])  # the same model input
     # without the file: every frame masked, as --eval_descriptions off
     rc, out, _ = predict(capsys, "--finetune", setup.ckpts[kind], "--pose", setup.pose(SAMPLE), *short)
     assert rc == 0 and out.count("\n") == 1
     without = out[:-1]
-    assert without == expected_text(setup, kind, SAMPLE, descriptions=False, max_new_tokens=20)
-    assert with_desc and without and with_desc != without  # the descriptions change this prediction
+    assert without == expected_text(setup, kind, SAMPLE, descriptions=False, max_new_tokens=20, num_beams=1)
+    assert len(mt5_inputs) == 4 and torch.equal(mt5_inputs[2], mt5_inputs[3])
+    # The descriptions change this prediction. Measured (torch 2.14.1) over 3 stand-ins for
+    # another machine (the pose weights trained from initial weights multiplied by
+    # 1 + 1e-6 * N(0, 1), draws 0-2, see conftest.train_on): where the greedy texts first differ,
+    # the chosen token leads the other text's by 1.87-1.95 (gating) and 3.58-3.62 (cross_attn)
+    # in logits under both inputs, while such draws move these logits by at most 0.08. (Seeds
+    # 0-5 of the fusion weights give 0.2-1.9 (gating) and 0-3.6 (cross_attn): the two with the
+    # largest margins are used.)
+    assert with_desc and without and with_desc != without
 
 
 def test_generation_flags(setup, capsys):

@@ -19,21 +19,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from conftest import REPO, SUBPROCESS_ENV as ENV
 from signfuse.errors import InputError
 from signfuse.training import distributed as D
 from signfuse.training import engine
 from signfuse.training.checkpoint import load_last, save_last
 
-REPO = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-           CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
-for _name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-    ENV.pop(_name, None)
-
 
 def train_flags(data: Path, out: Path, *extra) -> list:
     """A tiny run with descriptions (text dropout draws from the RNG), 5 micro-batches per epoch,
-    steps of 2 micro-batches (the last one short), last.pth after every step."""
+    steps of 2 micro-batches counted over the run (an epoch's fifth micro-batch goes into the next
+    epoch's first step, as Uni-Sign's DeepSpeed counts them), last.pth after every step."""
     return ["--device", "cpu", "--dataset", "Synthetic", "--data_root", str(data), "--mt5_model", "tiny",
             "--use_descriptions", "--desc_dir", str(data / "description"), "--text_dropout_p", "0.3",
             "--batch-size", "2", "--gradient-accumulation-steps", "2", "--epochs", "2", "--max_length", "16",
@@ -42,7 +38,8 @@ def train_flags(data: Path, out: Path, *extra) -> list:
             "--output_dir", str(out), *extra]
 
 
-def run_cli(flags, timeout=300) -> subprocess.CompletedProcess:
+def run_fine_tuning(flags, timeout=300) -> subprocess.CompletedProcess:
+    """``python fine_tuning.py FLAGS`` in a process of its own (one thread, CPU)."""
     return subprocess.run([sys.executable, str(REPO / "fine_tuning.py"), *flags], env=ENV, cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -75,7 +72,7 @@ def data(tmp_path_factory):
 def reference(data, tmp_path_factory):
     """An uninterrupted run."""
     out = tmp_path_factory.mktemp("resume_reference") / "out"
-    r = run_cli(train_flags(data, out))
+    r = run_fine_tuning(train_flags(data, out))
     assert r.returncode == 0, r.stderr[-3000:]
     return out
 
@@ -118,7 +115,7 @@ def test_sigkill_mid_epoch_then_resume_auto_gives_the_same_weights(data, referen
     kept = tmp_path / "killed_copy"
     shutil.copytree(out, kept)  # for the truncated-checkpoint test below
 
-    r = run_cli(train_flags(data, out, "--resume", "auto"))
+    r = run_fine_tuning(train_flags(data, out, "--resume", "auto"))
     assert r.returncode == 0, r.stderr[-3000:]
     log = (out / "run.txt").read_text()
     assert "resuming from" in log and f"epoch {seen['epoch']}" in log
@@ -131,7 +128,7 @@ def test_sigkill_mid_epoch_then_resume_auto_gives_the_same_weights(data, referen
     assert final["stepper"]["scheduler"]["last_epoch"] == ref_final["stepper"]["scheduler"]["last_epoch"]
     a, b = epoch_logs(out), epoch_logs(reference)
     assert len(a) == len(b) == 2  # log.txt holds each epoch once
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert x.keys() == y.keys()
         for k in x:
             assert x[k] == pytest.approx(y[k], rel=1e-6, abs=1e-9), k
@@ -139,7 +136,7 @@ def test_sigkill_mid_epoch_then_resume_auto_gives_the_same_weights(data, referen
     # a crash that truncated last.pth: detected, the previous state is used, same result
     torn = kept / "last.pth"
     torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])
-    r = run_cli(train_flags(data, kept, "--resume", "auto"))
+    r = run_fine_tuning(train_flags(data, kept, "--resume", "auto"))
     assert r.returncode == 0, r.stderr[-3000:]
     log = (kept / "run.txt").read_text()
     assert "truncated or corrupt" in log and "last.prev.pth" in log
@@ -263,7 +260,7 @@ def test_skip_nonfinite_skips_the_whole_step_and_counts_it():
     clean = toy_batches(6, bad={3})
     clean = clean[:2] + clean[4:]
     reference, *_ = toy_run(clean)
-    for p, q in zip(model.parameters(), reference.parameters()):
+    for p, q in zip(model.parameters(), reference.parameters(), strict=True):
         assert torch.allclose(p, q, atol=1e-7)
 
 

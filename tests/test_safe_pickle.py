@@ -6,27 +6,14 @@ import pickle
 import numpy as np
 import pytest
 
+from conftest import PICKLE_REFUSAL as REFUSAL, TouchMarker
 from signfuse.errors import InputError, SampleError
 from signfuse.safe_pickle import load_pickle
-
-
-class TouchMarker:
-    """Unpickling this runs a shell command that creates ``marker``."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 class CallEval:
     def __reduce__(self):
         return (eval, ("1 + 1",))
-
-
-REFUSAL = ("pose and label files hold only dicts, lists, numbers, strings and numpy arrays; "
-           "pass --trust_pickles if you trust this file")
 
 
 @pytest.mark.parametrize("compress", [False, True])

@@ -8,8 +8,9 @@ from transformers import AutoTokenizer, MT5Config, MT5ForConditionalGeneration
 from signfuse.config import ModelConfig
 from signfuse.errors import InputError
 from signfuse.models.text_fusion import (
-    TINY_MT5_DIR, CrossAttentionFusion, DescriptionFusion, GatingFusion, LearnableMaskEmbedding,
-    TextEncoder, count_parameters, frame_text_features, relative_position_bucket,
+    ALIGNMENT_KINDS, DIRECTION_EPS, GATE_INIT, TEXT_SCALE, TINY_MT5_DIR, CrossAttentionFusion, DescriptionFusion,
+    GatingFusion, LearnableMaskEmbedding, TextEncoder, alignment_kinds, count_parameters, frame_text_features,
+    relative_position_bucket,
 )
 
 D, TEXT_DIM = 32, 64  # pose width of the small fusion tests; the tiny mT5's width
@@ -146,14 +147,65 @@ def test_gating_fusion_plan_interface():
     assert fused.shape == (2, 5, 768) and gate.shape == (2, 5, 1)
     assert torch.equal(fused, pose)
     assert ((gate > 0) & (gate < 1)).all()
-    # the gate reads has_description
+    # the gate starts low (GATE_INIT, up to what the first layer adds) and reads has_description
+    assert abs(gate.mean().item() - GATE_INIT) < 0.05
     assert not torch.equal(gate, fusion(pose, text, 1 - has)[1])
-    # once the projection is nonzero: fused = pose + gate * proj(text), by hand
+    # once the projection is nonzero, by hand: fused = pose + gate * text', text' the direction
+    # of proj(layer-normalised text) at the size (RMS) of the frame's pose features
     with torch.no_grad():
         fusion.proj.weight.normal_()
         fusion.proj.bias.normal_()
     fused, gate = fusion(pose, text, has)
-    torch.testing.assert_close(fused, pose + gate * (text @ fusion.proj.weight.T + fusion.proj.bias))
+    normed = (text - text.mean(-1, keepdim=True)) / (text.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+    direction = normed @ fusion.proj.weight.T + fusion.proj.bias
+    direction = direction / (direction.pow(2).mean(-1, keepdim=True) + DIRECTION_EPS ** 2).sqrt()
+    pose_rms = pose.pow(2).mean(-1, keepdim=True).sqrt()
+    torch.testing.assert_close(fused, pose + gate * TEXT_SCALE * pose_rms * direction)
+
+
+def test_the_gate_not_the_projection_sets_the_amount():
+    """The update's size is gate * TEXT_SCALE * the pose's size, whatever the projection's scale."""
+    torch.manual_seed(1)
+    fusion = GatingFusion(feature_dim=32, text_dim=64, hidden=16)
+    pose, text, has = torch.randn(3, 7, 32) * 5, torch.randn(3, 7, 64), torch.ones(3, 7, 1)
+    with torch.no_grad():
+        fusion.proj.weight.normal_(0, 0.1)
+    fused, gate = fusion(pose, text, has)
+    size = (fused - pose).pow(2).mean(-1, keepdim=True).sqrt()  # (B, T, 1)
+    torch.testing.assert_close(size, gate * TEXT_SCALE * pose.pow(2).mean(-1, keepdim=True).sqrt(),
+                               rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        fusion.proj.weight.mul_(100.0)  # a 100x larger projection: the same update
+    torch.testing.assert_close(fusion(pose, text, has)[0], fused, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        fusion.gate_mlp[2].bias.fill_(-30.0)  # a closed gate: nothing enters
+    assert torch.allclose(fusion(pose, text, has)[0], pose, atol=1e-6)
+
+
+def test_alignment_kinds_by_hand():
+    batch = make_batch()
+    kinds = alignment_kinds(batch["desc_index"], batch["desc_weight"], batch["has_description"])
+    # sample 0: exact, interpolated, exact, none...; sample 1: exact, nearest, none...
+    assert kinds.tolist() == [[1, 2, 1, 0, 0, 0], [1, 3, 0, 0, 0, 0]]
+    assert [ALIGNMENT_KINDS[k] for k in kinds[1, :3].tolist()] == ["exact", "nearest", "undescribed"]
+    # a dropped frame (weights 0, has_description 0) is undescribed
+    w = batch["desc_weight"].clone()
+    w[0, 1] = 0
+    assert alignment_kinds(batch["desc_index"], w, batch["has_description"])[0, 1] == 0
+
+
+def test_fusion_keeps_the_alignment_kinds_after_dropout():
+    B, T, N = 4, 30, 3
+    fusion = DescriptionFusion(small_cfg("gating", text_dropout_p=0.5))
+    batch, vectors = _all_described_batch(B, T, N), torch.randn(N, TEXT_DIM)
+    seen = _capture_fusion_inputs(fusion)
+    torch.manual_seed(0)
+    fusion.train()(torch.randn(B, T, D), batch, vectors)
+    dropped = seen["args"][2][..., 0] == 0  # (B, T)
+    assert dropped.any() and not dropped.all()
+    assert torch.equal(fusion.last_alignment, torch.where(dropped, 0, 1))
+    fusion.eval()(torch.randn(B, T, D), batch, vectors, descriptions_off=True)
+    assert (fusion.last_alignment == 0).all()
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -362,7 +414,7 @@ def test_encoder_called_once_per_distinct_text_and_cached(tiny_encoder, tiny_tok
 def test_new_texts_are_encoded_in_chunks_of_similar_length(tiny_encoder, tiny_tokenizer):
     texts = ["both hands move down to the chest slowly", "fist", "hand up", "open palm",
              "right hand moves up to the chin", "fist", "flat hand"]
-    lengths = {t: len(ids) for t, ids in zip(texts, tiny_tokenizer(texts)["input_ids"])}
+    lengths = {t: len(ids) for t, ids in zip(texts, tiny_tokenizer(texts)["input_ids"], strict=True)}
     counting = CountingEncoder(tiny_encoder)
     enc = TextEncoder(encoder=counting, tokenizer=tiny_tokenizer, hidden_dim=None, chunk_size=2)
     got = enc.encode(texts)

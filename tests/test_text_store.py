@@ -87,6 +87,41 @@ def test_store_vectors_equal_the_online_encoder(tmp_path):
     assert store.encode([]).shape == (0, 64)
 
 
+def test_store_is_encoded_in_float32_even_under_autocast(tmp_path):
+    """A store made inside a bf16 autocast region (as on a GPU) still holds the float32 vectors
+    of the online encoder; bf16 ones would differ (measured: by up to 7.2e-3 on the tiny encoder)."""
+    write_descriptions(tmp_path)
+    online = TextEncoder("tiny", hidden_dim=None, max_tokens=64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        summary = build(tmp_path)
+        in_bf16 = TextEncoder("tiny", hidden_dim=None, max_tokens=64).encode(TEXTS)
+    store = EmbeddingStore.open(summary["store"], expected_identity=encoder_identity("tiny"))
+    assert store.info["precision"] == "float32"
+    torch.testing.assert_close(store.encode(TEXTS), online.encode(TEXTS), atol=1e-6, rtol=0)
+    assert (in_bf16 - online.encode(TEXTS)).abs().max() > 1e-3  # what autocast would have stored
+
+
+def test_store_made_in_another_precision_is_refused_then_rebuilt(tmp_path):
+    """signfuse before this check encoded stores with bf16 autocast on CUDA: such a store is
+    refused with the command that rebuilds it, and precompute rebuilds it in float32."""
+    folder = write_descriptions(tmp_path)
+    identity = encoder_identity("tiny")
+    path = default_store_path(tmp_path, DATASET, identity)
+    info = {"desc_dir": str(tmp_path), "dataset": DATASET, "device": "cuda", "precision": "bf16-autocast"}
+    text_store.write_store(path, TEXTS, torch.zeros(len(TEXTS), 64), identity, info)
+    with pytest.raises(InputError) as err:
+        EmbeddingStore.open(path, expected_identity=identity)
+    message = str(err.value)
+    assert message.startswith(f"{path}: embedding store encoded in bf16-autocast on cuda")
+    assert f"`signfuse precompute-text --desc_dir {tmp_path} --dataset {DATASET} --desc_encoder tiny" in message
+    summary = build(tmp_path)
+    assert summary["store"] == str(path) and "bf16-autocast" in summary["rebuilt"]
+    assert summary["newly_encoded"] == len(TEXTS) and folder.is_dir()
+    online = TextEncoder("tiny", hidden_dim=None, max_tokens=64)
+    torch.testing.assert_close(EmbeddingStore.open(path, identity).encode(TEXTS), online.encode(TEXTS),
+                               atol=1e-6, rtol=0)
+
+
 def test_store_survives_pickle_and_deepcopy(store_path):
     store = EmbeddingStore.open(store_path)
     want = store.encode(TEXTS)

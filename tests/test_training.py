@@ -94,3 +94,19 @@ def test_a_checkpoint_of_another_size_is_refused_naming_the_file(tmp_path):
     message = str(e.value)
     assert message.startswith(f"{path}: ") and "other shapes than this model" in message
     assert "proj_linear.body.weight: checkpoint (8, 3) vs model (4, 3)" in message
+
+
+def test_no_function_of_the_training_package_is_longer_than_a_screen():
+    """nanoGPT style: every function of signfuse/training/ reads in one screen (~60 lines,
+    docstring included)."""
+    import ast
+    from pathlib import Path
+    import signfuse.training
+    long = []
+    for path in sorted(Path(signfuse.training.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > 60:
+                    long.append(f"{path.name}:{node.lineno} {node.name} ({length} lines)")
+    assert not long, long

@@ -13,7 +13,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from conftest import REPO, make_label, make_pose, write_pickle
+from conftest import BAD_CORPUS as CORPUS, PICKLE_REFUSAL as REFUSAL, TouchMarker, make_label, make_pose, write_pickle
 from signfuse import cli
 from signfuse.data.check import check_split
 from signfuse.data.dataset import SignDataset
@@ -23,22 +23,9 @@ from signfuse.errors import InputError, SampleError
 from signfuse.safe_pickle import load_pickle
 from signfuse.training.checkpoint import load_weights, safe_torch_load
 
-CORPUS = REPO / "tests" / "data" / "bad"
 EVIL_POSE = CORPUS / "dataset" / "Synthetic" / "pose_format" / "malicious_pickle.pkl"
 EVIL_LABELS = CORPUS / "evil_labels" / "labels.test"
-REFUSAL = ("pose and label files hold only dicts, lists, numbers, strings and numpy arrays; "
-           "pass --trust_pickles if you trust this file")
 CHECKPOINT_REFUSAL = "refused to load: the checkpoint holds objects other than tensors and plain containers ("
-
-
-class TouchMarker:
-    """Pickled, this is a call of os.system that creates ``marker``."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 @pytest.fixture

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install signfuse and everything it needs into ./.venv (idempotent).
-# torch is pinned to a release whose CPU wheel lies on this machine's disk; set
-# TORCH_SPEC (e.g. TORCH_SPEC='torch==2.5.1') to choose another build on your machine.
+# torch and torchvision are pinned to a matching pair (the standard builds, which run on a
+# machine without a GPU; pip never resolves an unpinned torch). Set TORCH_SPEC to choose
+# another build on your machine, e.g. TORCH_SPEC='torch==2.5.1 torchvision==0.20.1'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
-.venv/bin/python -m pip install -q -e '.[test,deepspeed]'
-echo "signfuse installed in .venv ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"
+# shellcheck disable=SC2086
+.venv/bin/python -m pip install -q ${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}
+.venv/bin/python -m pip install -q -e '.[test,deepspeed,pose]'
+echo "signfuse installed in .venv ($(.venv/bin/python -c 'import torch, torchvision, transformers; print("torch", torch.__version__, "torchvision", torchvision.__version__, "transformers", transformers.__version__)'))"

@@ -5,14 +5,19 @@ one split it reads, in order:
 
 1. the label file: any problem with it (missing, refused pickle, wrong type ...) is one
    entry for the label file itself, and the split has no samples to check;
-2. each sample's pose file through ``load_pose`` (its SampleError message is the reason,
-   nothing is checked twice here), then the pose pipeline of evaluation (``sample_frames``,
+2. each sample's pose file through ``load_pose`` (its SampleError message is the reason and
+   its ``kind`` the kind of problem, POSE_PROBLEM_KINDS; nothing is checked twice here), then
+   the pose pipeline of evaluation (``sample_frames``,
    ``split_parts``, ``normalize_parts``), whose output must be finite;
 3. with ``use_descriptions``, each sample's description file through ``DescriptionLoader``:
    a missing file is normal and only counted; an invalid file is reported (the sample then
    trains without descriptions, so it stays usable); described frames at or beyond the end of
    the pose file are reported as a warning; descriptions that ``TemporalAligner`` cannot
-   align to the sampled frames (training would stop) make the sample unusable.
+   align to the sampled frames (training would stop) make the sample unusable;
+4. with ``rgb_support``, each usable sample's video (``<rgb_dir>/<video_path>``, the folder
+   ``paths.rgb_dir`` finds): missing, unreadable, or fewer frames than its pose file
+   (``video.check_video``; kinds VIDEO_PROBLEM_KINDS). A sample whose hands are never
+   confident (mean score > 0.3) needs no video: its video is never opened, here as in training.
 
 ``check_split(...) -> CheckReport``: counts per kind of problem, the problems (name, path,
 reason), the usable and unusable samples, and ``format()``. A problem is an "error" when it
@@ -25,30 +30,33 @@ from typing import Optional
 
 import numpy as np
 
-from signfuse.config import DATASETS
 from signfuse.data import paths
+from signfuse.data.dataset import pose_parts
 from signfuse.data.descriptions import DescriptionLoader, TemporalAligner
+from signfuse.data.hand_crops import HANDS, hand_candidates
 from signfuse.data.labels import load_labels
 from signfuse.data.pose import load_pose, pose_path
 from signfuse.data.sampler import sample_frames
-from signfuse.data.transforms import normalize_parts, split_parts
+from signfuse.data.video import check_video
 from signfuse.errors import InputError, SampleError
 
 ERROR, WARNING = "error", "warning"
 
-# Kinds of pose-file problems, told apart by words of load_pose's messages (first match).
-POSE_PROBLEM_KINDS = (
-    ("missing pose file", ("file not found", "is a directory")),
-    ("refused pickle", ("refused to unpickle",)),
-    ("unreadable pose file", ("truncated", "not a readable pickle", "corrupt", "empty file", "cannot read")),
-    ("non-finite values", ("NaN or infinite",)),
-    ("coordinates out of range", ("too large to normalise",)),
-    ("no frames", ("zero frames",)),
-    ("bad start/end", ("start/end", "'start' is", "'end' is")),
-    ("frame count mismatch", ("frames of keypoints but",)),
-    ("wrong shape or type", ("shape", "wrong type", "expected a sequence", "not an array", "no 'keypoints'",
-                             "no 'scores'")),
-)
+# The kind of problem reported for each SampleError.kind of load_pose (errors.SAMPLE_ERROR_KINDS).
+POSE_PROBLEM_KINDS = {
+    "missing": "missing pose file",
+    "refused": "refused pickle",
+    "unreadable": "unreadable pose file",
+    "empty": "unreadable pose file",
+    "unpicklable": "unreadable pose file",
+    "non_finite": "non-finite values",
+    "range": "coordinates out of range",
+    "no_frames": "no frames",
+    "start_end": "bad start/end",
+    "frame_count": "frame count mismatch",
+    "type": "wrong shape or type",
+    "shape": "wrong shape or type",
+}
 OTHER_POSE_PROBLEM = "unusable pose file"
 PIPELINE_PROBLEM = "non-finite after normalisation"
 LABEL_PROBLEM = "label file"
@@ -57,6 +65,10 @@ DESC_DIR_PROBLEM = "description folder"
 INVALID_DESCRIPTION = "invalid description file"
 FRAMES_BEYOND_POSE = "described frames beyond the pose file"
 UNALIGNABLE_DESCRIPTION = "description cannot be aligned"
+# The kind of problem reported for each SampleError.kind of video.check_video (--rgb_support).
+VIDEO_PROBLEM_KINDS = {"missing": "missing video", "video": "unreadable video", "frame_count": "too few video frames"}
+OTHER_VIDEO_PROBLEM = "unusable video"
+VIDEO_DIR_PROBLEM = "video folder"
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,7 @@ class CheckReport:
     label_path: Optional[str] = None
     pose_dir: Optional[str] = None
     desc_dir: Optional[str] = None  # with descriptions only
+    video_dir: Optional[str] = None  # with rgb_support only
     samples: int = 0
     usable: int = 0
     unusable: int = 0
@@ -106,6 +119,8 @@ class CheckReport:
         lines = [f"{self.dataset} {self.split}: {self.samples} samples, {self.usable} usable, "
                  f"{self.unusable} unusable",
                  f"  labels: {self.label_path}", f"  poses: {self.pose_dir}"]
+        if self.video_dir is not None:
+            lines.append(f"  videos: {self.video_dir}")
         if self.descriptions is not None:
             d = self.descriptions
             lines += [f"  descriptions: {self.desc_dir}",
@@ -120,12 +135,9 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def pose_problem_kind(reason: str) -> str:
-    """The kind of a load_pose message's reason (see POSE_PROBLEM_KINDS)."""
-    for kind, words in POSE_PROBLEM_KINDS:
-        if any(word in reason for word in words):
-            return kind
-    return OTHER_POSE_PROBLEM
+def pose_problem_kind(error: SampleError) -> str:
+    """The kind of problem of a load_pose error, from its ``kind`` (see POSE_PROBLEM_KINDS)."""
+    return POSE_PROBLEM_KINDS.get(error.kind, OTHER_POSE_PROBLEM)
 
 
 def split_message(message: str, path) -> str:
@@ -139,28 +151,27 @@ def check_pipeline(record, path, max_length: int) -> np.ndarray:
     normalise to NaN or infinite values."""
     frames = sample_frames(record.num_frames, max_length, train=False, start=record.start)  # (T,)
     with np.errstate(all="ignore"):  # the overflow is what this check reports
-        parts = normalize_parts(split_parts(record.keypoints[frames], record.scores[frames]))
+        parts = pose_parts(record, frames)
     bad = {name: int(np.count_nonzero(~np.isfinite(part))) for name, part in parts.items()}
     if any(bad.values()):
         where = ", ".join(f"{n} in {name}" for name, n in bad.items() if n)
         largest = float(np.abs(record.keypoints[record.start:record.end]).max())
         raise SampleError(f"{path}: the normalised pose holds NaN or infinite values ({where}); keypoints "
                           f"reach {largest:.3g}, too large to normalise in float32 (the body box's size "
-                          f"overflows)")
+                          f"overflows)", kind="range")
     return frames
 
 
 def check_pose(report, name, path, trust_pickles, max_length) -> Optional[tuple]:
     """Load ``path`` and run the pipeline; count the sample as usable or add its problem.
 
-    Returns (frames of the pose file, sampled original frame numbers (T,)), None when the
-    sample is unusable.
+    Returns (frames of the pose file, sampled original frame numbers (T,), the PoseRecord),
+    None when the sample is unusable.
     """
     try:
         record = load_pose(path, trust_pickles)
     except SampleError as e:
-        reason = split_message(str(e), path)
-        report.add(name, path, reason, pose_problem_kind(reason))
+        report.add(name, path, split_message(str(e), path), pose_problem_kind(e))
         report.unusable += 1
         return None
     try:
@@ -170,7 +181,54 @@ def check_pose(report, name, path, trust_pickles, max_length) -> Optional[tuple]
         report.unusable += 1
         return None
     report.usable += 1
-    return len(record.keypoints), frames
+    return len(record.keypoints), frames, record
+
+
+def needs_video(record) -> bool:
+    """Some hand is confident in some frame of the sample: training may read its video (else never)."""
+    scores = record.scores[record.start:record.end]  # (N, 133)
+    return any(len(hand_candidates(scores, hand)[0]) for hand in HANDS)
+
+
+def check_sample_video(report, name, record, video_folder, video_path: str) -> bool:
+    """--rgb_support: the video of a sample that needs one (``needs_video``) must open and have
+    at least the frames of its pose file (its problem is added to ``report``). video_folder None:
+    the split's folder is missing (reported once). True when the video makes the sample unusable."""
+    if not needs_video(record):
+        return False
+    if video_folder is None:
+        return True
+    video = Path(video_folder) / video_path
+    try:
+        check_video(video, min_frames=len(record.keypoints))
+    except SampleError as e:
+        report.add(name, video, split_message(str(e), video), VIDEO_PROBLEM_KINDS.get(e.kind, OTHER_VIDEO_PROBLEM))
+        return True
+    return False
+
+
+def description_loader(report, dataset, split, data_root, desc_dir):
+    """The DescriptionLoader of the split's description folder, or None (reported) when it is missing."""
+    desc_folder = paths.description_dir(dataset, data_root, desc_dir)
+    report.desc_dir = str(desc_folder)
+    if desc_folder.is_dir():
+        return DescriptionLoader(desc_folder, report=lambda message: None)
+    report.add(f"{split} descriptions", desc_folder, "description folder not found: set --desc_dir "
+               "to the folder that holds <dataset>/<sample_id>.json", DESC_DIR_PROBLEM)
+    return None
+
+
+def video_folder(report, dataset, split, data_root, rgb_dir):
+    """--rgb_support: the split's video folder (``paths.rgb_dir``), or None (reported) when missing."""
+    try:
+        folder = paths.rgb_dir(dataset, split, data_root, rgb_dir)
+    except InputError as e:
+        path = report.video_dir = str(e).split(": ", 1)[0]
+        report.add(f"{split} videos", path, split_message(str(e), path) + " (every sample whose hands are "
+                   "confident somewhere needs its video: those are unusable)", VIDEO_DIR_PROBLEM)
+        return None
+    report.video_dir = str(folder)
+    return folder
 
 
 def check_description(report, loader, name, sample_id, pose) -> None:
@@ -186,7 +244,7 @@ def check_description(report, loader, name, sample_id, pose) -> None:
         report.add(name, path, split_message(outcome.message, path), INVALID_DESCRIPTION, WARNING)
     if pose is None or not descriptions:
         return
-    num_frames, frames = pose
+    num_frames, frames, _ = pose
     beyond = sorted(frame for frame in descriptions if frame >= num_frames)
     if beyond:
         listed = ", ".join(map(str, beyond[:5])) + (f" ... ({len(beyond)} in all)" if len(beyond) > 5 else "")
@@ -207,9 +265,10 @@ def check_description(report, loader, name, sample_id, pose) -> None:
 
 def check_split(dataset: str, split: str, data_root=".", label_dir=None, pose_dir=None, desc_dir=None,
                 use_descriptions: bool = False, trust_pickles: bool = False,
-                max_length: int = 256) -> CheckReport:
-    """Scan ``dataset``/``split``: label file, pose files, and with ``use_descriptions`` the
-    description files (``<desc_dir or data_root/description>/<dataset>/<sample_id>.json``).
+                max_length: int = 256, rgb_support: bool = False, rgb_dir=None) -> CheckReport:
+    """Scan ``dataset``/``split``: label file, pose files, with ``use_descriptions`` the
+    description files (``<desc_dir or data_root/description>/<dataset>/<sample_id>.json``), with
+    ``rgb_support`` the videos (``paths.rgb_dir(dataset, split, data_root, rgb_dir)``).
 
     Raises InputError only for an unknown dataset or split, or max_length < 1; every problem
     of the files is in the report.
@@ -237,21 +296,18 @@ def check_split(dataset: str, split: str, data_root=".", label_dir=None, pose_di
         report.unusable = len(labels)
         return report
 
-    loader = None
-    if use_descriptions:
-        desc_folder = Path(desc_dir if desc_dir is not None else Path(data_root) / "description") / dataset
-        report.desc_dir = str(desc_folder)
-        if desc_folder.is_dir():
-            loader = DescriptionLoader(desc_folder, report=lambda message: None)
-        else:
-            report.add(f"{split} descriptions", desc_folder, "description folder not found: set --desc_dir "
-                       "to the folder that holds <dataset>/<sample_id>.json", DESC_DIR_PROBLEM)
-
+    loader = description_loader(report, dataset, split, data_root, desc_dir) if use_descriptions else None
+    videos = video_folder(report, dataset, split, data_root, rgb_dir) if rgb_support else None
     for sample in labels.values():
-        name = sample["name"]
+        name, unusable = sample["name"], report.unusable
         pose = check_pose(report, name, pose_path(folder, sample["video_path"]), trust_pickles, max_length)
         if loader is not None:
             check_description(report, loader, name, Path(sample["video_path"]).stem, pose)
+        if rgb_support and pose is not None and check_sample_video(report, name, pose[2], videos,
+                                                                   sample["video_path"]):
+            if report.unusable == unusable:  # not already counted for its description
+                report.usable -= 1
+                report.unusable += 1
 
     if loader is not None:
         counts = loader.counts()
@@ -264,7 +320,8 @@ def cmd_check_data(args) -> None:
     """Print the report of each split; exit status 1 when a sample (or a split) is unusable."""
     splits = [args.split] if args.split is not None else list(paths.splits(args.dataset))
     reports = [check_split(args.dataset, split, args.data_root, args.label_dir, args.pose_dir,
-                           args.desc_dir, args.use_descriptions, args.trust_pickles, args.max_length)
+                           args.desc_dir, args.use_descriptions, args.trust_pickles, args.max_length,
+                           args.rgb_support, args.rgb_dir)
                for split in splits]
     for report in reports:
         print(report.format())
@@ -277,17 +334,11 @@ def cmd_check_data(args) -> None:
 
 
 def register(sub) -> None:
-    sp = sub.add_parser("check-data", help="scan a dataset's label, pose and description files and "
+    sp = sub.add_parser("check-data", help="scan a dataset's label, pose, description and video files and "
                                            "report every problem (exit status 1 if a sample is unusable)")
-    sp.add_argument("--dataset", required=True, choices=DATASETS)
-    sp.add_argument("--split", default=None, help="one split (default: every split of the dataset)")
-    sp.add_argument("--data_root", default=".", help="root of Uni-Sign's layout")
-    sp.add_argument("--label_dir", default=None, help="folder of labels.<split> (overrides --data_root)")
-    sp.add_argument("--pose_dir", default=None, help="folder of the pose .pkl files (overrides --data_root)")
-    sp.add_argument("--desc_dir", default=None, help="folder with one sub-folder of description files per "
-                                                     "dataset (default: <data_root>/description)")
-    sp.add_argument("--use_descriptions", action="store_true", help="also check the description files")
-    sp.add_argument("--trust_pickles", action="store_true",
-                    help="load pickles with the unrestricted unpickler (only for files you trust)")
-    sp.add_argument("--max_length", type=int, default=256, help="frames sampled per video at most")
+    from signfuse.cli import add_data_args, add_description_args, add_rgb_args  # the flags every command shares
+    add_data_args(sp, "dataset", "split", "data_root", "label_dir", "pose_dir", "trust_pickles", "max_length",
+                  required=("dataset",))
+    add_description_args(sp, "use_descriptions", "desc_dir")  # --use_descriptions: also check the description files
+    add_rgb_args(sp, "rgb_support", "rgb_dir")  # --rgb_support: also check the videos
     sp.set_defaults(func=cmd_check_data)

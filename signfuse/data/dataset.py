@@ -5,6 +5,7 @@ its parts (a dict, see docs/DESIGN.md "Sample and batch"). A sample whose pose f
 unusable comes back as ``{"name", "error"}``: ``collate_fn`` leaves it out of the batch
 and lists it in ``skipped`` so that the engine counts and reports it; it is never
 replaced by another sample (Uni-Sign's CSL_News loader picks a random one instead).
+With ``rgb`` (``--rgb_support``) an item also carries its hand crops (``hand_crops.py``).
 """
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from signfuse.config import TASKS
+from signfuse.data.hand_crops import HANDS, RGBSettings, load_hand_crops, video_file
 from signfuse.data.labels import gloss_text, load_labels
 from signfuse.data.pose import load_pose, pose_path
 from signfuse.data.sampler import sample_frames
@@ -26,10 +28,12 @@ class SignDataset(torch.utils.data.Dataset):
     it, split sub-folder included). train: random frame sampling from
     ``np.random.default_rng((seed, epoch, index))`` (see ``set_epoch``); else evenly spaced.
     describer: a ``signfuse.data.descriptions.Describer``, or None for no descriptions.
+    rgb: ``RGBSettings`` (video folder, crop, evaluation sampling) to add the hand crops, or
+    None. Training draws the hand frames from a sub-stream of the same generator.
     """
 
     def __init__(self, label_path, pose_dir, dataset, split, task="SLT", max_length=256,
-                 train=False, seed=42, trust_pickles=False, describer=None):
+                 train=False, seed=42, trust_pickles=False, describer=None, rgb: RGBSettings = None):
         if task not in TASKS:
             raise InputError(f"--task {task}: unknown task, expected one of {', '.join(TASKS)}")
         if max_length < 1:
@@ -37,7 +41,7 @@ class SignDataset(torch.utils.data.Dataset):
         self.label_path, self.pose_dir = Path(label_path), Path(pose_dir)
         self.dataset, self.split, self.task = dataset, split, task
         self.max_length, self.train, self.seed = max_length, train, seed
-        self.trust_pickles, self.describer = trust_pickles, describer
+        self.trust_pickles, self.describer, self.rgb = trust_pickles, describer, rgb
         self.labels = load_labels(self.label_path, trust_pickles)
         self.keys = list(self.labels)
         self.epoch = 0
@@ -57,16 +61,32 @@ class SignDataset(torch.utils.data.Dataset):
             return {"name": sample["name"], "error": str(e)}
 
     def load(self, index: int, sample: dict) -> dict:
-        pose = load_pose(pose_path(self.pose_dir, sample["video_path"]), self.trust_pickles)
+        pose_file = pose_path(self.pose_dir, sample["video_path"])
+        pose = load_pose(pose_file, self.trust_pickles)
         rng = np.random.default_rng((self.seed, self.epoch, index)) if self.train else None
         describe = None
         if self.describer is not None:
             sample_id = Path(sample["video_path"]).stem
-            describe = lambda frames: self.describer.describe(sample_id, frames)  # noqa: E731
+            extra = {"pose": pose} if getattr(self.describer, "needs_pose", False) else {}
+            describe = lambda frames: self.describer.describe(sample_id, frames, **extra)  # noqa: E731
         gloss = gloss_text(sample["gloss"])
-        return make_item(pose, sample["name"], text=sample["text"], gloss=gloss,
+        item = make_item(pose, sample["name"], text=sample["text"], gloss=gloss,
                          target=gloss if self.task == "CSLR" else sample["text"],
                          max_length=self.max_length, train=self.train, rng=rng, describe=describe)
+        if self.rgb is not None:
+            item.update(self.hand_crops(index, pose, sample["video_path"], item["frame_indices"], rng))
+        return item
+
+    def hand_crops(self, index: int, pose, sample_video_path: str, frames, rng) -> dict:
+        """The six RGB keys of sample ``index`` (see ``hand_crops.load_hand_crops``; boxes from the
+        keypoints at the file's precision, as Uni-Sign's). Training and ``random`` evaluation draw
+        from a sub-stream of (seed, epoch, index): the same frames whatever the number of workers
+        or processes."""
+        if self.train or self.rgb.eval_sampling == "random":
+            rng = rng if rng is not None else np.random.default_rng((self.seed, self.epoch, index))
+            rng = rng.spawn(1)[0]  # depends on the seed sequence only, not on the draws made so far
+        return load_hand_crops(pose, frames, video_file(self.rgb, sample_video_path), self.rgb, self.train,
+                               rng, keypoints=pose.exact_keypoints)
 
     def sample_ids(self) -> list:
         """The description-file ids of the samples (stems of their video_path)."""
@@ -78,13 +98,19 @@ def make_item(pose, name: str, text: str = "", gloss: str = "", target: str = ""
     """One sample dict (docs/DESIGN.md) from a loaded PoseRecord: sample its frames, split and
     normalise its parts; ``describe(frames) -> (aligned, has_description)`` adds descriptions."""
     frames = sample_frames(pose.num_frames, max_length, train, rng, pose.start)  # (T,) original numbers
-    parts = normalize_parts(split_parts(pose.keypoints[frames], pose.scores[frames]))
+    parts = pose_parts(pose, frames)
     item = {"name": name, "text": text, "gloss": gloss, "target": target, **parts, "frame_indices": frames}
     if describe is not None:
         aligned, has_description = describe(frames)
         item["desc_aligned"] = aligned
         item["has_description"] = np.asarray(has_description, dtype=np.float32)  # (T,)
     return item
+
+
+def pose_parts(pose, frames) -> dict:
+    """The four normalised parts (T, V, 3) float32 of ``frames`` (original frame numbers) of a
+    PoseRecord, computed at the file's precision as Uni-Sign does (transforms.py)."""
+    return normalize_parts(split_parts(pose.exact_keypoints[frames], pose.scores[frames]))
 
 
 def pad_last(array: np.ndarray, length: int) -> np.ndarray:
@@ -97,10 +123,10 @@ def collate_descriptions_into(batch: dict, samples: list, lengths: list, T: int)
     """Add desc_texts, desc_index, desc_weight, has_description to ``batch``."""
     from signfuse.data.descriptions import collate_descriptions  # only runs with descriptions
 
-    aligned = [s.get("desc_aligned", [[] for _ in range(n)]) for s, n in zip(samples, lengths)]
+    aligned = [s.get("desc_aligned", [[] for _ in range(n)]) for s, n in zip(samples, lengths, strict=True)]
     texts, index, weight = collate_descriptions(aligned, T)
     has_description = np.zeros((len(samples), T, 1), np.float32)  # (B, T, 1), 0 on padding
-    for i, (s, n) in enumerate(zip(samples, lengths)):
+    for i, (s, n) in enumerate(zip(samples, lengths, strict=True)):
         if "has_description" in s:
             has_description[i, :n, 0] = s["has_description"]
     batch["desc_texts"] = list(texts)
@@ -135,4 +161,20 @@ def collate_fn(samples: list) -> dict:
     batch["skipped"] = skipped
     if any("desc_aligned" in s for s in ok):
         collate_descriptions_into(batch, ok, lengths, T)
+    if any("left_sampled_indices" in s for s in ok):
+        collate_hands_into(batch, ok)
     return batch
+
+
+def collate_hands_into(batch: dict, samples: list) -> None:
+    """Add the RGB keys (rgb-pose.md section 7): per hand the samples' rows concatenated,
+    ``_sampled_indices`` (N,) int64 (positions in each sample's own frames), ``_hands``
+    (N, 3, 112, 112) float32, ``_skeletons_norm`` (N, 21, 2) float32, ``_rgb_len`` the rows
+    per sample (1 for a dummy hand)."""
+    for hand in HANDS:
+        keys = (f"{hand}_sampled_indices", f"{hand}_hands", f"{hand}_skeletons_norm")
+        for key, dtype, shape in zip(keys, (np.int64, np.float32, np.float32), ((0,), (0, 3, 112, 112), (0, 21, 2)),
+                                     strict=True):
+            rows = [np.asarray(s[key], dtype=dtype) for s in samples]
+            batch[key] = torch.from_numpy(np.concatenate(rows) if rows else np.zeros(shape, dtype))  # (N, ...)
+        batch[f"{hand}_rgb_len"] = [len(s[keys[0]]) for s in samples]

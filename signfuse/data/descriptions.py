@@ -12,7 +12,8 @@ The spec is ``descriptions.md`` sections 1-3. The module reads top to bottom:
 3. ``TemporalAligner(descriptions, frame_indices, strategy, max_gap).align()`` maps the
    described original frames onto the sampled ones.
 4. ``Describer``: the hook ``SignDataset`` calls (load + align, cached per sample), with the
-   start-up ``summary(split)``.
+   start-up ``summary(split)``; ``PoseDescriber``: the same hook for ``--describe rules``,
+   the descriptions made from each sample's pose by the rules describer (no file).
 5. ``collate_descriptions``: the batch's distinct texts, and per frame two indices into them
    and two weights.
 6. ``describe_stats`` / ``format_describe_stats`` / ``describe_stats_command``: the
@@ -69,22 +70,22 @@ def _read_json(path: Path):
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise SampleError(f"{path}: file not found") from None
+        raise SampleError(f"{path}: file not found", kind="missing") from None
     except OSError as err:
-        raise SampleError(f"{path}: cannot read the file ({err.strerror})") from None
+        raise SampleError(f"{path}: cannot read the file ({err.strerror})", kind="unreadable") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         bad = raw[err.start]
         raise SampleError(
-            f"{path}: not UTF-8 text (byte 0x{bad:02x} at offset {err.start})") from None
+            f"{path}: not UTF-8 text (byte 0x{bad:02x} at offset {err.start})", kind="description") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise SampleError(
-            f"{path}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+            f"{path}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})", kind="description") from None
     except RecursionError:
-        raise SampleError(f"{path}: invalid JSON (nested too deeply)") from None
+        raise SampleError(f"{path}: invalid JSON (nested too deeply)", kind="description") from None
 
 
 def _usable_text(text: str) -> Optional[str]:
@@ -103,17 +104,18 @@ def _parse_frame_map(path: Path, mapping: dict) -> dict:
     key_of_frame: dict[int, str] = {}
     for key, text in mapping.items():
         if not (key.isascii() and key.isdigit()):
-            raise SampleError(f"{path}: frame key {key!r} is not a non-negative integer")
+            raise SampleError(f"{path}: frame key {key!r} is not a non-negative integer", kind="description")
         frame = int(key)
         if frame > MAX_FRAME:
-            raise SampleError(f"{path}: frame key {key!r} is beyond the largest frame number {MAX_FRAME}")
+            raise SampleError(f"{path}: frame key {key!r} is beyond the largest frame number {MAX_FRAME}",
+                              kind="description")
         if frame in key_of_frame:
             raise SampleError(
-                f"{path}: frame keys {key_of_frame[frame]!r} and {key!r} name the same frame")
+                f"{path}: frame keys {key_of_frame[frame]!r} and {key!r} name the same frame", kind="description")
         key_of_frame[frame] = key
         if not isinstance(text, str):
             raise SampleError(
-                f"{path}: text of frame {key!r} is {_json_kind(text)}, expected a string")
+                f"{path}: text of frame {key!r} is {_json_kind(text)}, expected a string", kind="description")
         usable = _usable_text(text)
         if usable is not None:
             descriptions[frame] = usable
@@ -123,13 +125,14 @@ def _parse_frame_map(path: Path, mapping: dict) -> dict:
 def _segment_bound(path: Path, number: int, segment: dict, name: str) -> int:
     """The ``start`` or ``end`` of segment ``number``: a non-negative integer, else SampleError."""
     if name not in segment:
-        raise SampleError(f"{path}: segment {number} has no {name!r}")
+        raise SampleError(f"{path}: segment {number} has no {name!r}", kind="description")
     value = segment[name]
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SampleError(f"{path}: segment {number}: {name!r} must be a non-negative "
-                          f"integer, got {json.dumps(value)}")
+                          f"integer, got {json.dumps(value)}", kind="description")
     if value > MAX_FRAME:
-        raise SampleError(f"{path}: segment {number}: {name!r} is beyond the largest frame number {MAX_FRAME}")
+        raise SampleError(f"{path}: segment {number}: {name!r} is beyond the largest frame number {MAX_FRAME}",
+                          kind="description")
     return value
 
 
@@ -140,27 +143,27 @@ def _parse_segments(path: Path, segments) -> dict:
     contradict it (that is an error naming both segments).
     """
     if not isinstance(segments, list):
-        raise SampleError(f"{path}: 'segments' is {_json_kind(segments)}, expected an array")
+        raise SampleError(f"{path}: 'segments' is {_json_kind(segments)}, expected an array", kind="description")
     parsed = []
     for number, segment in enumerate(segments):
         if not isinstance(segment, dict):
             raise SampleError(
-                f"{path}: segment {number} is {_json_kind(segment)}, expected an object")
+                f"{path}: segment {number} is {_json_kind(segment)}, expected an object", kind="description")
         start = _segment_bound(path, number, segment, "start")
         end = _segment_bound(path, number, segment, "end")
         if end <= start:
             raise SampleError(
-                f"{path}: segment {number}: end ({end}) must be greater than start ({start})")
+                f"{path}: segment {number}: end ({end}) must be greater than start ({start})", kind="description")
         if "text" not in segment:
-            raise SampleError(f"{path}: segment {number} has no 'text'")
+            raise SampleError(f"{path}: segment {number} has no 'text'", kind="description")
         if not isinstance(segment["text"], str):
             raise SampleError(f"{path}: segment {number}: 'text' is "
-                              f"{_json_kind(segment['text'])}, expected a string")
+                              f"{_json_kind(segment['text'])}, expected a string", kind="description")
         parsed.append((number, start, end, _usable_text(segment["text"])))
     covered = sum(end - start for _, start, end, text in parsed if text is not None)
     if covered > MAX_SEGMENT_FRAMES:
         raise SampleError(
-            f"{path}: segments cover {covered} frames (at most {MAX_SEGMENT_FRAMES})")
+            f"{path}: segments cover {covered} frames (at most {MAX_SEGMENT_FRAMES})", kind="description")
     descriptions: dict[int, str] = {}
     segment_of_frame: dict[int, int] = {}
     for number, start, end, text in parsed:
@@ -169,7 +172,7 @@ def _parse_segments(path: Path, segments) -> dict:
         for frame in range(start, end):
             if frame in descriptions and descriptions[frame] != text:
                 raise SampleError(f"{path}: segments {segment_of_frame[frame]} and {number} "
-                                  f"overlap at frame {frame} with different texts")
+                                  f"overlap at frame {frame} with different texts", kind="description")
             descriptions[frame] = text
             segment_of_frame.setdefault(frame, number)
     return descriptions
@@ -187,13 +190,13 @@ def read_description_file(path) -> tuple[dict, dict]:
     path = Path(path)
     content = _read_json(path)
     if not isinstance(content, dict):
-        raise SampleError(f"{path}: top level is {_json_kind(content)}, expected a JSON object")
+        raise SampleError(f"{path}: top level is {_json_kind(content)}, expected a JSON object", kind="description")
     if "frames" in content and "segments" in content:
-        raise SampleError(f"{path}: has both 'frames' and 'segments' (use one of them)")
+        raise SampleError(f"{path}: has both 'frames' and 'segments' (use one of them)", kind="description")
     if "frames" in content:
         frames = content["frames"]
         if not isinstance(frames, dict):
-            raise SampleError(f"{path}: 'frames' is {_json_kind(frames)}, expected an object")
+            raise SampleError(f"{path}: 'frames' is {_json_kind(frames)}, expected an object", kind="description")
         metadata = {k: v for k, v in content.items() if k != "frames"}
         return _parse_frame_map(path, frames), metadata
     if "segments" in content:
@@ -436,8 +439,9 @@ class Describer:
             self._cache[sample_id] = self.loader.load(sample_id)[0]
         return self._cache[sample_id]
 
-    def describe(self, sample_id: str, frame_indices) -> tuple[list, np.ndarray]:
-        """Align ``sample_id``'s descriptions to ``frame_indices`` (original frame numbers)."""
+    def describe(self, sample_id: str, frame_indices, pose=None) -> tuple[list, np.ndarray]:
+        """Align ``sample_id``'s descriptions to ``frame_indices`` (original frame numbers);
+        ``pose`` is not used (the hook's signature is shared with ``PoseDescriber``)."""
         aligner = TemporalAligner(self.descriptions(sample_id), frame_indices,
                                   strategy=self.strategy, max_gap=self.max_gap)
         aligned, has_description = aligner.align()
@@ -471,6 +475,83 @@ class Describer:
     def invalid_files(self) -> list:
         """The messages "<path>: <reason>" of every invalid file read so far."""
         return self.loader.invalid_files
+
+
+class PoseDescriber:
+    """The dataset hook of ``--describe rules``: descriptions made from each sample's pose.
+
+    ``describe(sample_id, frame_indices, pose) -> (aligned, has_description float32 (T,))``,
+    like ``Describer``, but the texts come from ``signfuse.describe.rules.RulesDescriber`` run
+    on ``pose`` (the sample's ``PoseRecord``; ``SignDataset`` passes it because
+    ``needs_pose`` is True) instead of a file. The texts are those ``signfuse describe``
+    writes with the same settings, byte for byte, and they cover every frame of the sample.
+    Each sample's segments are computed once and cached (per process).
+    ``settings``: ``signfuse.describe.rules.rules_settings(...)``'s dict (what a checkpoint
+    records); ``warn``: called once when the settings come from another rules version.
+    ``pose_files`` ({sample_id: pose file}, or ``set_pose_files``) lets ``descriptions(sample_id)``
+    load a pose itself (e.g. to encode every text up front); a pose file that cannot be used
+    then gives no descriptions (the sample is skipped where it is loaded).
+    """
+    needs_pose = True
+
+    def __init__(self, settings: dict, strategy: str = "interpolate", max_gap: Optional[int] = None,
+                 warn: Optional[Callable[[str], None]] = None, pose_files: Optional[dict] = None,
+                 trust_pickles: bool = False):
+        from signfuse.describe.rules import rules_describer_from_settings
+        check_alignment_options(strategy, max_gap)
+        self.rules = rules_describer_from_settings(settings, warn=warn)
+        self.settings = dict(self.rules.settings)
+        self.strategy = strategy
+        self.max_gap = max_gap
+        self._cache: dict[str, list] = {}
+        self._texts: dict[str, str] = {}  # one string object per distinct text
+        self.set_pose_files(pose_files or {}, trust_pickles)
+
+    def set_pose_files(self, pose_files: dict, trust_pickles: bool = False) -> None:
+        """Where ``descriptions(sample_id)`` finds a pose not given to it: {sample_id: path}."""
+        self.pose_files, self.trust_pickles = dict(pose_files), trust_pickles
+
+    def segments(self, sample_id: str, pose=None) -> list:
+        """``[(start, end, text)]`` of ``sample_id``, computed once from ``pose`` (or from its file
+        in ``pose_files``: SampleError when that cannot be used)."""
+        if sample_id not in self._cache:
+            if pose is None:
+                from signfuse.data.pose import load_pose
+                if sample_id not in self.pose_files:
+                    raise ValueError(f"PoseDescriber: the pose of {sample_id!r} is needed (no pose file known)")
+                pose = load_pose(self.pose_files[sample_id], self.trust_pickles)
+            self._cache[sample_id] = [(s["start"], s["end"], self._texts.setdefault(s["text"], s["text"]))
+                                      for s in self.rules.describe_pose(pose)]
+        return self._cache[sample_id]
+
+    def descriptions(self, sample_id: str, pose=None) -> dict:
+        """``{frame: text}`` of ``sample_id`` (every frame of the sample); ``{}`` when its pose
+        file (from ``pose_files``) cannot be used."""
+        try:
+            segments = self.segments(sample_id, pose)
+        except SampleError:
+            return {}
+        return {f: text for start, end, text in segments for f in range(start, end)}
+
+    def describe(self, sample_id: str, frame_indices, pose=None) -> tuple[list, np.ndarray]:
+        """Align the descriptions made from ``pose`` to ``frame_indices`` (original frame numbers)."""
+        if pose is None and sample_id not in self._cache and sample_id not in self.pose_files:
+            raise ValueError(f"PoseDescriber.describe({sample_id!r}): the sample's pose is needed")
+        aligner = TemporalAligner(self.descriptions(sample_id, pose), frame_indices,
+                                  strategy=self.strategy, max_gap=self.max_gap)
+        aligned, has_description = aligner.align()
+        return aligned, np.asarray(has_description, dtype=np.float32)
+
+    def summary(self, split: str, sample_ids=None, max_listed: int = 10) -> str:
+        """The start-up line: where the descriptions come from (no file is read)."""
+        s = self.settings
+        return (f"descriptions ({split}): made from each pose file by the rules describer (version "
+                f"{s['version']}, language {s['language']}, frame size {s['frame_size'][0]}x{s['frame_size'][1]}, "
+                f"{s['fps']:g} fps, at most {s['max_tokens']} units per text)")
+
+    @property
+    def invalid_files(self) -> list:
+        return []
 
 
 # ---------------------------------------------------------------------------------------
@@ -621,6 +702,8 @@ def describe_stats_command(args) -> str:
         sample_ids = [Path(sample["video_path"]).stem for sample in labels.values()]
     mt5_model = getattr(args, "mt5_model", None)
     tokenizer = load_tokenizer(mt5_model) if mt5_model else None
-    stats = describe_stats(args.desc_dir, args.dataset, sample_ids, tokenizer)
+    from signfuse.data.paths import description_dir  # --desc_dir: the root, default <data_root>/description
+    desc_root = description_dir(args.dataset, getattr(args, "data_root", "."), args.desc_dir).parent
+    stats = describe_stats(desc_root, args.dataset, sample_ids, tokenizer)
     scope = f"split {args.split}" if args.split is not None else "every file"
     return f"dataset: {args.dataset} ({scope})\n" + format_describe_stats(stats)

@@ -5,8 +5,10 @@ Under ``--data_root`` (default ``.``), as Uni-Sign's ``config.py`` has it:
     data/<dataset>/labels.<split>            label files (WLASL: labels-2000.<split>)
     dataset/<dataset>/pose_format/           pose files, <video_path stem>.pkl
     dataset/<dataset>/pose_format/<split>/   ... when the dataset keeps one folder per split
+    dataset/<dataset>/rgb_format[/<split>]/  videos (--rgb_support; CSL_Daily: sentence-crop/), rgb_dir(...)
+    description/<dataset>/<sample_id>.json   action descriptions (``--desc_dir`` moves description/)
 
-``--label_dir`` and ``--pose_dir`` point anywhere else. (Uni-Sign's config points How2Sign
+``--label_dir``, ``--pose_dir`` and ``--rgb_dir`` point anywhere else. (Uni-Sign's config points How2Sign
 and OpenASL at the WLASL pose folder, a bug; here every dataset uses its own folder.)
 """
 from pathlib import Path
@@ -56,6 +58,14 @@ def label_path(dataset: str, split: str, data_root=".", label_dir=None) -> Path:
                      f"labels; set {where} to the folder that holds it")
 
 
+def description_dir(dataset: str, data_root=".", desc_dir=None) -> Path:
+    """The folder of ``dataset``'s description files (``<sample_id>.json``):
+    ``<desc_dir>/<dataset>``, ``desc_dir`` defaulting to ``<data_root>/description``. The same
+    in every command (--desc_dir is always the root that holds one folder per dataset)."""
+    root = Path(desc_dir) if desc_dir is not None else Path(data_root) / "description"
+    return root / dataset
+
+
 def pose_dir(dataset: str, split: str, data_root=".", pose_dir=None) -> Path:
     """The folder of ``dataset``/``split``'s pose files.
 
@@ -71,3 +81,46 @@ def pose_dir(dataset: str, split: str, data_root=".", pose_dir=None) -> Path:
         raise InputError(f"{base}: pose directory not found: the {dataset} pose files; "
                          f"set {where} to the folder that holds them")
     return base / split if (base / split).is_dir() else base
+
+
+# Video folders of the RGB branch (rgb-pose.md section 1, Uni-Sign's config.rgb_dirs): the
+# folder under dataset/<dataset>/ and whether it keeps one sub-folder per split.
+RGB_FOLDERS = {
+    "CSL_News": ("rgb_format", False),
+    "CSL_Daily": ("sentence-crop", False),
+    "WLASL": ("rgb_format", True),
+    "How2Sign": ("rgb_format", True),
+    "OpenASL": ("rgb_format", True),
+    "Synthetic": ("rgb_format", True),
+}
+SPLIT_FOLDER_ALIASES = {"dev": ("dev", "val")}  # Uni-Sign's code looks in dev/, its docs show val/
+
+
+def default_rgb_dir(dataset: str, split: str, data_root=".") -> Path:
+    """Where Uni-Sign's layout puts ``dataset``/``split``'s videos (whether it exists or not)."""
+    check_split(dataset, split)
+    folder, per_split = RGB_FOLDERS[dataset]
+    base = Path(data_root) / "dataset" / dataset / folder
+    return base / split if per_split else base
+
+
+def rgb_dir(dataset: str, split: str, data_root=".", rgb_dir=None) -> Path:
+    """The folder of ``dataset``/``split``'s videos (``<folder>/<video_path>`` is a sample's video).
+
+    ``rgb_dir`` if given, else ``<data_root>/dataset/<dataset>/<folder>`` (``sentence-crop``
+    for CSL_Daily, else ``rgb_format``); then its ``<split>`` sub-folder when that exists (for
+    the dev split ``dev/``, else ``val/``). WLASL, How2Sign and OpenASL keep one per split in
+    Uni-Sign's layout. Raises InputError when the folder is missing.
+    """
+    check_split(dataset, split)
+    folder, _ = RGB_FOLDERS[dataset]
+    base = Path(rgb_dir) if rgb_dir is not None else Path(data_root) / "dataset" / dataset / folder
+    if not base.is_dir():
+        where = ("--rgb_dir" if rgb_dir is not None
+                 else f"--data_root (it must hold dataset/{dataset}/{folder}/) or --rgb_dir")
+        raise InputError(f"{base}: video directory not found: the {dataset} videos (--rgb_support); "
+                         f"set {where} to the folder that holds them")
+    for name in SPLIT_FOLDER_ALIASES.get(split, (split,)):
+        if (base / name).is_dir():
+            return base / name
+    return base

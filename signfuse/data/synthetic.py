@@ -6,6 +6,7 @@ The generator writes a dataset named ``Synthetic`` in Uni-Sign's layout under ``
     data/Synthetic/lexicon.json                the signs (for reports; no loader reads it)
     dataset/Synthetic/pose_format/<name>.pkl   {"keypoints" (N,1,133,2), "scores" (N,1,133)[, "start", "end"]}
     description/Synthetic/<name>.json          sparse action descriptions (not every sample)
+    truth/Synthetic/<name>.json                what was generated, per frame (``truth_content``)
 
 The language. Each word of the lexicon (``lexicon.WORDS``) is one sign: a wrist trajectory
 of the right hand, the left hand or both (a ``Motion``) held in a handshape (a
@@ -13,8 +14,8 @@ of the right hand, the left hand or both (a ``Motion``) held in a handshape (a
 (motion, handshape) patterns, so a pose-only model can tell them apart, except for
 ``n_pairs`` PAIRS of words (happy/sad, big/small, ...) whose two members share exactly the
 same pattern: they differ only by a facial cue ("mouth smiles" / "mouth frowns") that the
-keypoints do not show (the face is a static template plus noise, whatever the word). The
-descriptions state that cue, so only a model that reads them can tell the members of a pair
+keypoints do not show (the face is a static template plus noise, whatever the word; with
+``cue_amplitude`` > 0 the cue shows weakly in the face points). The descriptions state that cue, so only a model that reads them can tell the members of a pair
 apart. A sentence is 2-5 signs drawn uniformly; its text is the words joined by spaces and
 its gloss the word list.
 
@@ -52,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from signfuse.data.lexicon import WORDS
+from signfuse.describe import rules
 from signfuse.errors import InputError
 
 DATASET = "Synthetic"
@@ -163,12 +165,14 @@ BODY_TEMPLATE = np.array([
 ])
 
 
+def _ellipse(cx, cy, rx, ry, n) -> np.ndarray:
+    a = np.linspace(0.0, 2.0 * math.pi, n, endpoint=False)
+    return np.stack([cx - rx * np.cos(a), cy + ry * np.sin(a)], axis=1)
+
+
 def _face_template() -> np.ndarray:
     """The 68 face landmarks (iBUG order, COCO-WholeBody 23-90) in body units; 53 = nose tip."""
-    def ellipse(cx, cy, rx, ry, n):
-        a = np.linspace(0.0, 2.0 * math.pi, n, endpoint=False)
-        return np.stack([cx - rx * np.cos(a), cy + ry * np.sin(a)], axis=1)
-
+    ellipse = _ellipse
     t = np.linspace(-1.0, 1.0, 17)
     jaw = np.stack([0.3 * t, -0.85 + 0.38 * np.sqrt(1.0 - t ** 2)], axis=1)
     brow_x = np.linspace(0.06, 0.26, 5)
@@ -182,6 +186,16 @@ def _face_template() -> np.ndarray:
 
 
 FACE_TEMPLATE = _face_template()
+MOUTH = slice(71, 91)  # outer lips 71-82 (corners 71, 77), inner lips 83-90 (corners 83, 87)
+# The mouth open as when mouthing a word: the lips apart (face points 48-67 of the template).
+OPEN_MOUTH = np.concatenate([_ellipse(0.0, -0.56, 0.12, 0.09, 12), _ellipse(0.0, -0.56, 0.08, 0.07, 8)])
+HEAD = np.r_[0:5, 23:91]  # nose, eyes, ears and the 68 face points move with the head
+MOUTH_CORNERS = (71, 77, 83, 87)
+INNER_LIPS = (84, 85, 86, 88, 89, 90)
+OUTER_LIPS = (72, 73, 74, 75, 76, 78, 79, 80, 81, 82)
+BROWS = slice(40, 50)
+JAW = slice(23, 40)
+MOUTHING_SPAN = (0.2, 0.9)  # the mouth is open over this part of a mouthed sign
 
 
 # ----------------------------------------------------------------------------- lexicon
@@ -235,7 +249,7 @@ def hand_offsets(handshape, angle_deg: float, side: str, size: float = HAND_LENG
     along = np.array([math.cos(a), math.sin(a)])
     across = np.array([-math.sin(a), math.cos(a)]) * THUMB_SIDE[side]
     points = np.zeros((21, 2))
-    for f, ((base_along, base_across, base_deg, spread_deg, segments), curl) in enumerate(zip(FINGERS, curls)):
+    for f, ((base_along, base_across, base_deg, spread_deg, segments), curl) in enumerate(zip(FINGERS, curls, strict=True)):
         phi = math.radians(base_deg + spread * spread_deg)
         direction = math.cos(phi) * along + math.sin(phi) * across
         sideways = -math.sin(phi) * along + math.cos(phi) * across
@@ -283,7 +297,7 @@ def _hand_track(side: str, signs, starts, sign_frames, lead: int, tail: int, tot
     """(total, 44) states of one hand: rest, each sign's keyframes, rest; smooth in between."""
     rest = _state(REST_WRIST[side], hand_offsets(RELAXED_HAND, REST_ANGLE[side], side))
     times, values = [0.0, lead - 1.0], [rest, rest]
-    for sign, start, frames in zip(signs, starts, sign_frames):
+    for sign, start, frames in zip(signs, starts, sign_frames, strict=True):
         path = getattr(sign.motion, side)
         if path is None:  # this hand is not used: it rests during the sign
             times += [float(start), float(start + frames - 1)]
@@ -293,7 +307,7 @@ def _hand_track(side: str, signs, starts, sign_frames, lead: int, tail: int, tot
         times += list(start + (frames - 1) * k)
         values += [_state(wrist, hand_offsets(HANDSHAPES[sign.handshape], SIGN_ANGLE[side], side,
                                               HAND_LENGTH * (1.0 + (sign.motion.grow - 1.0) * f)))
-                   for wrist, f in zip(path, k)]
+                   for wrist, f in zip(path, k, strict=True)]
     times += [float(total - tail), total - 1.0]
     values += [rest, rest]
     return _interpolate(np.array(times), np.array(values), np.arange(total, dtype=float))
@@ -302,7 +316,7 @@ def _hand_track(side: str, signs, starts, sign_frames, lead: int, tail: int, tot
 def _describe(signs, starts, sign_frames, n_described, late_side, offset: int) -> dict:
     """Sparse descriptions ``{original frame: text}``: 1-3 frames inside each sign's span."""
     descriptions = {}
-    for sign, start, frames, k, late in zip(signs, starts, sign_frames, n_described, late_side):
+    for sign, start, frames, k, late in zip(signs, starts, sign_frames, n_described, late_side, strict=True):
         early = start + round(0.15 * (frames - 1))
         middle = start + (frames - 1) // 2
         last = start + round(0.85 * (frames - 1))
@@ -323,14 +337,92 @@ class RenderedSample:
     end: int
     spans: list            # [(word, first frame, stop frame)], original frame numbers
     descriptions: dict     # {original frame: text}, whether or not a file is written
+    truth: dict = None     # true_attributes of the frames [start, end) (lists over those frames)
+    cues: list = None      # [(first frame, stop frame, cue)] of the signs whose cue shows (cue_amplitude > 0)
+
+
+# ----------------------------------------------------------------------------- face events and truth
+def _show_cue(head: np.ndarray, cue: str, amplitude: float) -> None:
+    """Move the face points of one sign's frames ``head`` (n, 133, 2), in place, to show ``cue``."""
+    if cue in ("mouth smiles", "mouth frowns"):
+        head[:, MOUTH_CORNERS, 1] += -amplitude if cue == "mouth smiles" else amplitude
+    elif cue in ("eyebrows raised", "eyebrows lowered"):
+        head[:, BROWS, 1] += -amplitude if cue == "eyebrows raised" else amplitude
+    elif cue == "cheeks puff out":
+        head[:, JAW, 0] += amplitude * np.sign(head[:, JAW, 0] - head[:, 31:32, 0])
+    elif cue == "lips pressed together":
+        lips = list(INNER_LIPS + OUTER_LIPS)
+        centre = head[:, MOUTH, 1].mean(axis=1, keepdims=True)  # (n, 1)
+        offset = head[:, lips, 1] - centre
+        head[:, lips, 1] = centre + np.sign(offset) * np.maximum(np.abs(offset) - amplitude, 0.0)
+    elif cue in ("head nods", "head shakes"):
+        u = np.arange(len(head)) / len(head)
+        axis = 1 if cue == "head nods" else 0
+        head[:, HEAD, axis] += amplitude * np.sin(4.0 * math.pi * u)[:, None]  # two nods / shakes
+
+
+def _face_events(xy, signs, starts, sign_frames, before: int, mouthing: float, cue_amplitude: float,
+                 rng) -> list:
+    """Open the mouth during a share ``mouthing`` of the signs and show the paired signs' cues at
+    ``cue_amplitude`` (body units), in place in ``xy``; return the cues shown. ``rng`` is drawn
+    from only when ``mouthing`` > 0, and the same way whatever the words are."""
+    mouthed = rng.random(len(signs)) < mouthing if mouthing > 0 else np.zeros(len(signs), dtype=bool)
+    opened = xy[0, MOUTH] + (OPEN_MOUTH - FACE_TEMPLATE[MOUTH.start - 23:MOUTH.stop - 23])
+    cues = []
+    for sign, start, n, open_mouth in zip(signs, starts, sign_frames, mouthed, strict=True):
+        first = before + int(start)
+        if open_mouth:
+            xy[first + round(MOUTHING_SPAN[0] * (n - 1)):first + round(MOUTHING_SPAN[1] * (n - 1)) + 1, MOUTH] = opened
+        if cue_amplitude > 0 and sign.cue:
+            _show_cue(xy[first:first + n], sign.cue, cue_amplitude)
+            cues.append((first, first + int(n), sign.cue))
+    return cues
+
+
+def true_attributes(xy: np.ndarray, fps: float = rules.DEFAULT_FPS) -> dict:
+    """The describer's vocabulary (docs/describe.md) measured on noise-free keypoints.
+
+    ``xy`` (N, 133, 2): the generator's points in body units (shoulders at x = -1 and 1, y = 0),
+    before noise, sway, scaling and clipping, every point confident. Per frame: each hand's
+    ``location`` (palm centre against the chin, the head top and the chest depth) and
+    ``movement`` (velocity of the palm centre by central differences at ``fps``: hold under the
+    hold speed, else its dominant direction), and ``mouth`` (inner-lip gap over the mouth
+    width). Returns ``{"right_hand": {"location": [...], "movement": [...]}, "left_hand": ...,
+    "mouth": [...]}``.
+    """
+    t = rules.THRESHOLDS
+    p = xy / 2.0  # (N, 133, 2) shoulder widths from the shoulder centre
+    chin = p[:, rules.CHIN, 1]
+    brows = p[:, list(rules.BROWS), 1].mean(axis=1)
+    top = brows - t["head_top"] * (chin - brows)
+    truth = {}
+    for name, first in rules.HAND_FIRST.items():
+        centre = p[:, [first + k for k in rules.PALM]].mean(axis=1)  # (N, 2)
+        v = np.gradient(centre, axis=0) * fps  # (N, 2) sw/s
+        y = centre[:, 1]
+        location = np.select([y < top, y < chin, y <= t["chest_depth"]], ["above_head", "face", "chest"], "low")
+        direction = np.where(np.abs(v[:, 0]) > np.abs(v[:, 1]), np.where(v[:, 0] > 0, "right", "left"),
+                             np.where(v[:, 1] > 0, "down", "up"))
+        movement = np.where(np.linalg.norm(v, axis=1) < t["hold_speed"], "hold", direction)
+        truth[name] = {"location": location.tolist(), "movement": movement.tolist()}
+    a, b = p[:, rules.MOUTH_CORNERS[0]], p[:, rules.MOUTH_CORNERS[1]]
+    width, normal = rules.normal_of(a, b)
+    gap = np.abs(((p[:, list(rules.LIP_TWO)].mean(axis=1) - p[:, list(rules.LIP_ONE)].mean(axis=1))
+                  * normal).sum(axis=1)) / width
+    truth["mouth"] = np.where(gap > t["mouth_open"], "open", "closed").tolist()
+    return truth
 
 
 def render_sample(lexicon: dict, words, rng, extra=(0, 0), min_frames: int = 30,
-                  max_frames: int = 90) -> RenderedSample:
-    """Keypoints, scores and descriptions of one signed sentence.
+                  max_frames: int = 90, mouthing: float = 0.0, cue_amplitude: float = 0.0,
+                  face_rng=None) -> RenderedSample:
+    """Keypoints, scores, descriptions and true attributes of one signed sentence.
 
     ``extra`` = (frames before ``start``, frames after ``end``). The numbers drawn from ``rng``
-    do not depend on which words are signed, only on how many.
+    do not depend on which words are signed, only on how many. ``mouthing``: the share of the
+    signs during which the mouth opens (drawn from ``face_rng``); ``cue_amplitude``: how far
+    (body units) the paired signs' facial cue moves the face points (0: the cue is absent
+    from the keypoints). With both at 0 the keypoints are those of earlier versions.
     """
     signs = [lexicon[w] for w in words]
     lead, transitions, sign_frames, tail = _layout(len(signs), rng, min_frames, max_frames)
@@ -348,6 +440,8 @@ def render_sample(lexicon: dict, words, rng, extra=(0, 0), min_frames: int = 30,
     xy = np.empty((frames, NUM_POINTS, 2))
     xy[:, :23] = BODY_TEMPLATE
     xy[:, FACE] = face
+    cues = _face_events(xy, signs, starts, sign_frames, before, mouthing, cue_amplitude,
+                        face_rng if face_rng is not None else np.random.default_rng(0))
     for side in ("right", "left"):
         held = _state(HELD_WRIST[side], hand_offsets(HANDSHAPES["open palm"], SIGN_ANGLE[side], side))
         track = np.concatenate([np.tile(held, (before, 1)),
@@ -372,8 +466,9 @@ def render_sample(lexicon: dict, words, rng, extra=(0, 0), min_frames: int = 30,
         keypoints=np.clip(keypoints, 0.0, 1.0).astype(np.float32)[:, None],
         scores=scores.astype(np.float32)[:, None],
         start=before, end=before + length,
-        spans=[(s.word, before + int(b), before + int(b + n)) for s, b, n in zip(signs, starts, sign_frames)],
-        descriptions=_describe(signs, starts, sign_frames, n_described, late_side, before))
+        spans=[(s.word, before + int(b), before + int(b + n)) for s, b, n in zip(signs, starts, sign_frames, strict=True)],
+        descriptions=_describe(signs, starts, sign_frames, n_described, late_side, before),
+        truth=true_attributes(xy[before:before + length]), cues=cues)
 
 
 # ----------------------------------------------------------------------------- files
@@ -426,14 +521,22 @@ def _prepare_dirs(out_dir: Path, overwrite: bool) -> tuple:
     label_dir = out_dir / "data" / DATASET
     pose_dir = out_dir / "dataset" / DATASET / "pose_format"
     desc_dir = out_dir / "description" / DATASET
-    for folder in (label_dir, pose_dir, desc_dir):
+    truth_dir = out_dir / "truth" / DATASET
+    for folder in (label_dir, pose_dir, desc_dir, truth_dir):
         if folder.exists() and any(folder.iterdir()):
             if not overwrite:
                 raise InputError(f"{folder}: already exists and is not empty; choose another output "
                                  f"folder or overwrite it (overwrite=True, --overwrite)")
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
-    return label_dir, pose_dir, desc_dir
+    return label_dir, pose_dir, desc_dir, truth_dir
+
+
+def truth_content(sample: RenderedSample, fps: float = rules.DEFAULT_FPS) -> dict:
+    """The truth file of a sample: its frames [start, end), per frame each hand's true location
+    and movement and the mouth (``true_attributes``), the signs' spans and the cues shown."""
+    return {"start": sample.start, "end": sample.end, "fps": fps, **sample.truth,
+            "spans": [list(span) for span in sample.spans], "cues": [list(cue) for cue in sample.cues]}
 
 
 @dataclass
@@ -463,14 +566,19 @@ def _plan(i: int, seed: int, words: list, desc_fraction: float, trim_fraction: f
 def make_synthetic(out_dir, samples: int = 600, seed: int = 0, n_signs: int = 16, n_pairs: int = 4,
                    desc_fraction: float = 0.8, invalid_files: int = 3, trim_fraction: float = 0.3,
                    min_frames: int = 30, max_frames: int = 90, split=(0.8, 0.1, 0.1),
-                   overwrite: bool = False) -> dict:
+                   overwrite: bool = False, mouthing: float = 0.0, cue_amplitude: float = 0.0) -> dict:
     """Write the Synthetic dataset under ``out_dir``; return a summary (counts, folders, files).
 
     ``samples`` videos (split ``split`` into train/dev/test, in name order); ``n_signs`` words,
     ``n_pairs`` pairs of which share a pose pattern; ``desc_fraction`` of the samples get a
     description file; ``invalid_files`` of those are replaced by unusable files;
     ``trim_fraction`` of the pose files have extra frames outside ``start``/``end``; each
-    video has ``min_frames`` to ``max_frames`` frames between start and end.
+    video has ``min_frames`` to ``max_frames`` frames between start and end. ``mouthing``: the
+    share of the signs during which the mouth opens; ``cue_amplitude``: how far (body units,
+    half a shoulder width) the paired signs' facial cue moves the face points (a weak cue in
+    the keypoints; 0: none). Both draw from their own random numbers ``(seed, 4, i)``, so with
+    both at 0 every file is the same as before they existed. ``truth/Synthetic/<name>.json``
+    records per frame what was generated (``truth_content``), to score a describer.
     """
     if samples < 3:
         raise InputError(f"samples {samples}: expected at least 3 (one per split)")
@@ -483,6 +591,8 @@ def make_synthetic(out_dir, samples: int = 600, seed: int = 0, n_signs: int = 16
         raise InputError(f"split {split}: expected three fractions (train, dev, test)")
     if invalid_files < 0:
         raise InputError(f"invalid_files {invalid_files}: expected 0 or more")
+    if not (0.0 <= mouthing <= 1.0 and cue_amplitude >= 0.0):
+        raise InputError(f"mouthing {mouthing}, cue_amplitude {cue_amplitude}: expected 0 to 1 and 0 or more")
     lexicon = build_lexicon(n_signs, n_pairs)
     counts = _split_counts(samples, split)
     if counts["train"] < 1:
@@ -494,18 +604,21 @@ def make_synthetic(out_dir, samples: int = 600, seed: int = 0, n_signs: int = 16
                          f"have descriptions")
     invalid = sorted(np.random.default_rng((seed, 3)).choice(described, size=invalid_files, replace=False).tolist())
     invalid_kind = {name: INVALID_KINDS[j % len(INVALID_KINDS)] for j, name in enumerate(invalid)}
-    label_dir, pose_dir, desc_dir = _prepare_dirs(Path(out_dir), overwrite)
+    label_dir, pose_dir, desc_dir, truth_dir = _prepare_dirs(Path(out_dir), overwrite)
 
     labels = {name: {} for name in SPLIT_NAMES}
     lengths = []
     split_of = np.repeat(SPLIT_NAMES, [counts[s] for s in SPLIT_NAMES])
     for i, plan in enumerate(plans):
         sample = render_sample(lexicon, plan.sentence, np.random.default_rng((seed, 1, i)),
-                               extra=plan.extra, min_frames=min_frames, max_frames=max_frames)
+                               extra=plan.extra, min_frames=min_frames, max_frames=max_frames,
+                               mouthing=mouthing, cue_amplitude=cue_amplitude,
+                               face_rng=np.random.default_rng((seed, 4, i)))
         pose = {"keypoints": sample.keypoints, "scores": sample.scores}
         if plan.trim:
             pose.update(start=sample.start, end=sample.end)
         (pose_dir / f"{plan.name}.pkl").write_bytes(pickle.dumps(pose, protocol=PICKLE_PROTOCOL))
+        (truth_dir / f"{plan.name}.json").write_bytes(_json_bytes(truth_content(sample)))
         if plan.has_description:
             content = _json_bytes(description_content(sample.descriptions, sample.spans, plan.form, plan.rng))
             if plan.name in invalid_kind:
@@ -542,6 +655,6 @@ def make_synthetic(out_dir, samples: int = 600, seed: int = 0, n_signs: int = 16
         "pairs": pairs,
         "files": {"labels": label_files, "lexicon": str(lexicon_file),
                   "pose_dir": str(pose_dir), "pose": samples,
-                  "description_dir": str(desc_dir), "descriptions": len(described),
+                  "description_dir": str(desc_dir), "descriptions": len(described), "truth_dir": str(truth_dir),
                   "invalid": [str(desc_dir / f"{name}.json") for name in invalid]},
     }

@@ -6,12 +6,15 @@ face), a temporal ST-GCN chain, and the mean over nodes. The four parts are conc
 ``part_para`` is added, and ``pose_proj`` maps to the language model's width
 (unisign-compat.md section 4). The frame mask is not used here: padded frames (copies of
 the last frame) pass through, and only the language model sees the mask.
+With ``cfg.rgb_support`` the hands' spatial-chain outputs are fused with their hand crops
+before the wrist feature is added (rgb_branch.py; rgb-pose.md section 8).
 """
 import torch
 import torch.nn as nn
 
 from signfuse.config import ModelConfig
 from signfuse.models.graph import PART_SKELETONS, distance_adjacency
+from signfuse.models.rgb_branch import HANDS, add_rgb_modules, fuse_hand_rgb
 from signfuse.models.stgcn import spatial_chain, temporal_chain
 
 PARTS = ("body", "left", "right", "face_all")  # order of the forward pass and of the concatenation
@@ -36,6 +39,8 @@ class PoseEncoder(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
+        if cfg.rgb_support:  # after the init above: Uni-Sign's RGB modules keep PyTorch's default init
+            add_rgb_modules(self, c_last, cfg.rgb_gate_init)
 
     def _part_modules(self, part: str) -> tuple:
         """(proj_linear, spatial chain, temporal chain) of one part."""
@@ -58,6 +63,8 @@ class PoseEncoder(nn.Module):
             if part == "body":
                 body = x
             else:
+                if self.cfg.rgb_support and part in HANDS:
+                    x = fuse_hand_rgb(self, x, batch, part)  # hand crops fused into the sampled frames
                 x = x + body[..., BODY_ANCHOR[part]].detach()[..., None]  # (B, c_last, T, V)
             x = self.fusion_gcn_modules[part](x)  # (B, c_last, T, V)
             feats.append(x.mean(dim=-1).transpose(1, 2))  # (B, T, c_last)

@@ -6,11 +6,13 @@ Pieces, from text to fused features:
   TextEncoder has no encoder keys in its state dict and no encoder parameters to optimise.
 - ``LearnableMaskEmbedding``: the (1, D) vector of frames that have no text.
 - ``frame_text_features``: per-frame weighted sums of the batch's text vectors (interpolation).
-- ``GatingFusion`` (phase 1): fused = pose + sigmoid(MLP([pose, text, has_desc])) * proj(text).
+- ``GatingFusion`` (phase 1): fused = pose + sigmoid(MLP([pose, text, has_desc])) * text', text'
+  the projected text's direction at the pose features' size: the gate sets the amount.
 - ``CrossAttentionFusion`` (phase 2): each frame attends over its sample's description vectors
   (relative frame positions as a learned per-head bias), added through tanh(alpha), alpha = 0.
 - ``DescriptionFusion``: what Uni_Sign owns as ``text_fusion``: mask embedding, text dropout,
   one of the two fusions. Both fusions start as the identity: fused == pose exactly.
+- ``alignment_kinds``: per frame, how it got its text (exact, interpolated, nearest, none).
 
 Batch keys used (docs/DESIGN.md): ``desc_index`` (B, T, 2) int64 (-1 = none), ``desc_weight``
 (B, T, 2), ``has_description`` (B, T, 1), ``frame_indices`` (B, T) (-1 on padding).
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from signfuse.config import TINY_MT5, ModelConfig
 from signfuse.errors import InputError
@@ -128,7 +131,7 @@ class TextEncoder(nn.Module):
             order = sorted(range(len(new)), key=lambda i: len(ids[i]))  # similar lengths together
             for start in range(0, len(order), self.chunk_size):
                 rows = order[start:start + self.chunk_size]
-                self._cache.update(zip((new[i] for i in rows), self._encode_ids([ids[i] for i in rows])))
+                self._cache.update(zip((new[i] for i in rows), self._encode_ids([ids[i] for i in rows]), strict=True))
         if not texts:
             return torch.zeros(0, self.text_dim, device=self.device)
         return torch.stack([self._cache[t] for t in texts])  # (N, text_dim)
@@ -187,17 +190,58 @@ def frame_text_features(vectors, desc_index, desc_weight, has_text=None, mask_em
     return torch.where(has_text.unsqueeze(-1), feats, mask_embedding.to(dtype))  # (B, T, D)
 
 
+# Alignment kind of a frame (code = position): no text (the mask embedding: undescribed, or
+# dropped), its own description, two texts interpolated, one neighbour's text (nearest; also
+# interpolation between two equal texts).
+ALIGNMENT_KINDS = ("undescribed", "exact", "interpolated", "nearest")
+
+
+def alignment_kinds(desc_index, desc_weight, has_description) -> torch.Tensor:
+    """(B, T) int64 codes into ALIGNMENT_KINDS from a batch's ``desc_index`` / ``desc_weight``
+    (B, T, 2) and ``has_description`` (B, T, 1) or (B, T): exact = has_description 1;
+    interpolated = two texts; nearest = one text and has_description 0; undescribed = none."""
+    texts = ((desc_weight > 0) & (desc_index >= 0)).sum(-1)  # (B, T)
+    exact = has_description.reshape(texts.shape) > 0.5  # (B, T)
+    kind = torch.where(texts >= 2, 2, torch.where(texts == 1, 3, 0))
+    return torch.where(exact & (texts > 0), 1, kind)
+
+
 # -----------------------------------------------------------------------------
 # fusion modules
 
-class GatingFusion(nn.Module):
-    """Phase 1: gate = sigmoid(MLP([pose, text, has_description])) (B, T, 1);
-    fused = pose + gate * proj(text), proj: Linear(text_dim, feature_dim).
+# The gate's value at initialisation (its last layer's bias is logit(GATE_INIT)): low, so that
+# the first text updates are small; and the size of the text update relative to the frame's
+# pose features when the gate is 1 (docs/gate.md: measured side by side).
+GATE_INIT = 0.1
+TEXT_SCALE = 1.0
+DIRECTION_EPS = 1e-3  # below this RMS the projection's output is still growing from zero
 
-    ``proj`` starts at zero (weight and bias), so fused == pose exactly at initialisation.
-    Consequence for training: at the very first step only ``proj`` gets a gradient (the gate's
-    is gate' * proj(text) = 0, and so is the mask embedding's); from the second step on, proj is
-    nonzero and the gate MLP and the mask embedding learn too.
+
+def rms(x: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """Root mean square over the last dimension, kept: (..., C) -> (..., 1)."""
+    return (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+
+
+class GatingFusion(nn.Module):
+    """Phase 1: gate = sigmoid(MLP([norm(pose), norm(text), has_description])) (B, T, 1);
+    fused = pose + gate * text', where text' = TEXT_SCALE * rms(pose) * direction and
+    direction = proj(norm(text)) / rms(proj(norm(text))), proj: Linear(text_dim, feature_dim),
+    norm: layer normalisation without parameters.
+
+    The gate, not the projection, sets how much text enters a frame: text' always has the size
+    of the frame's pose features (their RMS, not differentiated), the projection only chooses
+    its direction, so a gate of g adds g * TEXT_SCALE times the pose's size. (With
+    ``fused = pose + gate * proj(text)`` the projection's scale and the gate were
+    interchangeable: AdamW turned the gate's small but steadily positive gradient into full
+    steps, the sigmoid saturated at 1 within ~20 steps on every frame, described or not, and
+    froze there; docs/gate.md.) The normalised text and pose keep the gate's inputs at one
+    scale while the pose features grow during training.
+
+    Identity at start: ``proj`` starts at zero (weight and bias), so text' = 0 and
+    fused == pose exactly; the gate starts at GATE_INIT. At the very first step only ``proj``
+    gets a gradient (the gate's is text' = 0, and so is the mask embedding's); from the second
+    step on the gate MLP and the mask embedding learn too. Frames with the mask embedding
+    (no description, or dropped) learn a gate near 0: they add almost nothing.
     """
 
     def __init__(self, feature_dim=768, text_dim=None, hidden=512):
@@ -208,20 +252,30 @@ class GatingFusion(nn.Module):
             nn.GELU(),
             nn.Linear(hidden, 1),
         )
+        nn.init.constant_(self.gate_mlp[2].bias, math.log(GATE_INIT / (1 - GATE_INIT)))
         self.proj = nn.Linear(text_dim, feature_dim)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, pose_feat, text_feat, has_description):
-        """(B, T, C), (B, T, text_dim), (B, T, 1) or (B, T) -> (fused (B, T, C), gate (B, T, 1))."""
+    def gate(self, pose_feat, text_feat, has_description):
+        """(B, T, C), (B, T, text_dim), (B, T, 1) or (B, T) -> gate (B, T, 1) in (0, 1)."""
         if has_description.dim() == pose_feat.dim() - 1:
             has_description = has_description.unsqueeze(-1)  # (B, T, 1)
-        text_feat = text_feat.to(pose_feat.dtype)
-        x = torch.cat([pose_feat, text_feat, has_description.to(pose_feat.dtype)], -1)
-        # x: (B, T, C + text_dim + 1)
-        gate = torch.sigmoid(self.gate_mlp(x))  # (B, T, 1)
-        fused = pose_feat + gate * self.proj(text_feat)  # (B, T, C)
-        return fused, gate
+        text = F.layer_norm(text_feat.to(pose_feat.dtype), text_feat.shape[-1:])  # (B, T, text_dim)
+        pose = F.layer_norm(pose_feat, pose_feat.shape[-1:])  # (B, T, C)
+        x = torch.cat([pose, text, has_description.to(pose_feat.dtype)], -1)  # (B, T, C + text_dim + 1)
+        return torch.sigmoid(self.gate_mlp(x))  # (B, T, 1)
+
+    def text_update(self, pose_feat, text_feat):
+        """text' (B, T, C): the direction of proj(norm(text)) at the size of the pose features."""
+        direction = self.proj(F.layer_norm(text_feat.to(pose_feat.dtype), text_feat.shape[-1:]))  # (B, T, C)
+        direction = direction / rms(direction, DIRECTION_EPS ** 2)
+        return TEXT_SCALE * rms(pose_feat).detach() * direction  # (B, T, C)
+
+    def forward(self, pose_feat, text_feat, has_description):
+        """(B, T, C), (B, T, text_dim), (B, T, 1) or (B, T) -> (fused (B, T, C), gate (B, T, 1))."""
+        gate = self.gate(pose_feat, text_feat, has_description)  # (B, T, 1)
+        return pose_feat + gate * self.text_update(pose_feat, text_feat), gate
 
 
 def relative_position_bucket(offset, num_buckets=32, max_distance=256):
@@ -329,7 +383,9 @@ class DescriptionFusion(nn.Module):
     sample with cfg.text_dropout_sample_p; a dropped frame loses its texts (weights 0), so its
     text feature is the mask embedding, and its has_description becomes 0 (cross-attention: it
     attends to no text). ``descriptions_off`` (or ``batch["descriptions_off"]``) drops every
-    frame, in any mode: the ``--eval_descriptions off`` evaluation.
+    frame, in any mode: the ``--eval_descriptions off`` evaluation. ``last_alignment`` keeps the
+    last batch's ``alignment_kinds`` (B, T) after dropout (a dropped frame is undescribed), for
+    the gate statistics per kind.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -341,6 +397,7 @@ class DescriptionFusion(nn.Module):
         self.p = cfg.text_dropout_p
         self.sample_p = cfg.text_dropout_sample_p
         self.mask_embedding = LearnableMaskEmbedding(cfg.text_dim)
+        self.last_alignment = None  # (B, T) alignment kinds of the last batch, after text dropout
         if cfg.text_fusion_type == "gating":
             self.fusion = GatingFusion(cfg.d_model, cfg.text_dim, cfg.fusion_hidden)
         else:
@@ -383,6 +440,7 @@ class DescriptionFusion(nn.Module):
         weight = weight.masked_fill(drop.unsqueeze(-1), 0)  # (B, T, 2)
         has = has.masked_fill(drop.unsqueeze(-1), 0)  # (B, T, 1)
         mask = self.mask_embedding()  # (1, text_dim)
+        self.last_alignment = alignment_kinds(index, weight, has)  # (B, T), dropped frames: undescribed
 
         if self.fusion_type == "gating":
             text = frame_text_features(text_vectors, index, weight, mask_embedding=mask)

@@ -16,18 +16,20 @@ The module reads top to bottom:
 2. The file: safetensors, one (N, D) float32 tensor ``vectors``; its metadata (JSON strings)
    holds ``format`` ("signfuse-text-store"), ``format_version`` ("1"), ``texts`` (the N
    texts, row order), ``identity`` (the encoder identity) and ``info`` (desc_dir, dataset,
-   device, precision it was made with). Written atomically (temporary file, then rename).
+   device, and ``precision``: always "float32"). Written atomically (temporary file, then rename).
    Default place: ``<desc_dir>/<dataset>/text_store.<identity hash, 12 hex>.safetensors``,
    next to the description files (one store per dataset and encoder; a file name that does
    not end in .json is never read as a description).
 3. ``EmbeddingStore.open(path, expected_identity)``: validates the file (InputError naming it
    otherwise), refuses a store made by another encoder or settings, and serves
    ``encode(texts) -> (N, D)`` float32 from the memory-mapped file (rows looked up through a
-   text -> row dict; nothing is loaded as a whole).
+   text -> row dict; nothing is loaded as a whole). A store whose vectors were not encoded in
+   float32 (signfuse before this check made them with bf16 autocast on CUDA) is refused with
+   the command that rebuilds it: its vectors differ from the online encoder's.
 4. ``precompute(...)``: every distinct text of ``<desc_dir>/<dataset>/*.json``; only the texts
-   not yet in the store at ``out`` are encoded (batches, tqdm bar, CUDA with bf16 autocast
-   when present), then the store is rewritten with the old rows unchanged and the new rows
-   appended.
+   not yet in the store at ``out`` are encoded (batches, tqdm bar, CUDA when present), in
+   float32 with autocast off, as the online TextEncoder of a run encodes them, then the store
+   is rewritten with the old rows unchanged and the new rows appended.
 5. ``register(sub)``: the ``precompute-text`` sub-command, printing one JSON line.
 
 A run that uses a store (``--desc_store FILE``) opens it with
@@ -46,7 +48,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from signfuse.config import DATASETS, TINY_MT5
+from signfuse.config import TINY_MT5
 from signfuse.errors import InputError, SampleError
 
 STORE_FORMAT = "signfuse-text-store"
@@ -58,6 +60,9 @@ WEIGHT_PATTERNS = ("model*.safetensors", "pytorch_model*.bin")
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json", "added_tokens.json")
 POOLINGS = ("mean",)  # masked mean over non-pad tokens (TextEncoder)
+# The precision of the vectors: float32, no autocast, on any device: a run's online TextEncoder
+# encodes so, and a store must give it the same vectors (bf16 autocast moves them by ~1e-2).
+STORE_PRECISION = "float32"
 SHORT_TEXT = 60  # characters of a text quoted in an error message
 
 
@@ -263,6 +268,11 @@ class EmbeddingStore:
         if not all(isinstance(t, str) for t in texts) or len(set(texts)) != len(texts):
             raise InputError(f"{path}: corrupt embedding store (its text list is not distinct "
                              f"strings); rebuild it with `{rebuild_command(path, identity, info)}`")
+        precision = info.get("precision", STORE_PRECISION)
+        if precision != STORE_PRECISION:
+            raise InputError(f"{path}: embedding store encoded in {precision} on {info.get('device', '?')}; "
+                             f"runs encode descriptions in {STORE_PRECISION}, so its vectors would differ "
+                             f"from theirs; rebuild it with `{rebuild_command(path, identity, info)}`")
         store = cls(path, texts, identity, info, text_dim=shape[1])
         if expected_identity is not None:
             store.check_identity(expected_identity)
@@ -369,19 +379,19 @@ def collect_texts(directory: Path) -> tuple:
 
 def _encode_new(texts: list, encoder_dir, batch_size: int, device, max_tokens: int, seed: int,
                 progress: bool) -> torch.Tensor:
-    """(len(texts), D) float32 on the CPU: TextEncoder vectors, batches of similar length."""
+    """(len(texts), D) float32 on the CPU: TextEncoder vectors, batches of similar length,
+    encoded in float32 with autocast off (whatever the caller's context), as a run encodes them."""
     from tqdm import tqdm
     from signfuse.models.text_fusion import TextEncoder
 
     encoder = TextEncoder(encoder_dir, hidden_dim=None, device=device, max_tokens=max_tokens, seed=seed)
-    on_cuda = encoder.device.type == "cuda"
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per batch
     out = torch.empty(len(texts), encoder.text_dim)
     with tqdm(total=len(texts), desc="encoding texts", unit="text", disable=not progress,
               file=sys.stderr) as bar:
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
+            with torch.autocast(encoder.device.type, enabled=False):
                 vectors = encoder.encode([texts[i] for i in rows])  # (n, D) float32
             out[rows] = vectors.float().cpu()
             encoder.clear_cache()
@@ -395,9 +405,9 @@ def precompute(desc_dir, dataset: str, encoder_dir, out=None, batch_size: int = 
 
     Only texts missing from the store at ``out`` (default: ``default_store_path``) are encoded;
     the rows already there are kept byte for byte and the new ones appended. A file at ``out``
-    that is unreadable or made by another encoder/settings is rebuilt from scratch (the summary
-    says why under "rebuilt"). ``device``: default CUDA when present (with bf16 autocast), else
-    CPU. Returns the summary dict printed by ``signfuse precompute-text``.
+    that is unreadable, made by another encoder/settings or in another precision is rebuilt
+    from scratch (the summary says why under "rebuilt"). ``device``: default CUDA when present,
+    else CPU; float32 either way. Returns the summary dict printed by ``signfuse precompute-text``.
     """
     if batch_size < 1:
         raise InputError(f"--batch_size: must be at least 1, got {batch_size}")
@@ -439,7 +449,7 @@ def precompute(desc_dir, dataset: str, encoder_dir, out=None, batch_size: int = 
             vectors = torch.cat([old.all_vectors(), vectors])  # old rows first, unchanged
             old.close()
         info = {"desc_dir": str(desc_dir), "dataset": dataset, "device": device.type,
-                "precision": "bf16-autocast" if device.type == "cuda" else "float32"}
+                "precision": STORE_PRECISION}
         write_store(out, stored + new, vectors, identity, info)
     summary = {
         "store": str(out),
@@ -461,7 +471,9 @@ def precompute(desc_dir, dataset: str, encoder_dir, out=None, batch_size: int = 
 # 5. signfuse precompute-text
 
 def cmd_precompute_text(args) -> None:
-    summary = precompute(args.desc_dir, args.dataset, args.desc_encoder, out=args.out,
+    from signfuse.data.paths import description_dir
+    desc_root = description_dir(args.dataset, args.data_root, args.desc_dir).parent
+    summary = precompute(desc_root, args.dataset, args.desc_encoder or args.mt5_model, out=args.out,
                          batch_size=args.batch_size, device=args.device,
                          max_tokens=args.desc_max_tokens, seed=args.seed,
                          progress=not args.no_progress)
@@ -474,18 +486,14 @@ def register(sub) -> None:
     sp = sub.add_parser("precompute-text", help=text, description=text + ". Re-running adds only "
                         "the texts not yet in the store. Prints one JSON line (store path, "
                         "texts total, newly encoded).")
-    sp.add_argument("--desc_dir", default="description", help="folder with one sub-folder of "
-                    "<sample_id>.json description files per dataset")
-    sp.add_argument("--dataset", required=True, choices=DATASETS)
-    sp.add_argument("--desc_encoder", required=True, help="local mT5 directory of the frozen text "
-                    "encoder (the run's --desc_encoder, or its --mt5_model), or 'tiny'")
+    from signfuse.cli import add_data_args, add_description_args, add_distributed_args, add_flags
+    add_data_args(sp, "dataset", "data_root", required=("dataset",))
+    add_description_args(sp, "desc_dir", "desc_encoder", "desc_max_tokens")  # as the run that uses the store
+    add_flags(sp, "mt5_model")
+    add_distributed_args(sp, "device")
     sp.add_argument("--out", default=None, help="store file (default: <desc_dir>/<dataset>/"
                     "text_store.<encoder identity hash>.safetensors)")
     sp.add_argument("--batch_size", type=int, default=64, help="texts per encoder call")
-    sp.add_argument("--desc_max_tokens", type=int, default=64, help="tokens per text at most "
-                    "(must match the run's --desc_max_tokens)")
-    sp.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when "
-                    "present, with bf16 autocast)")
     sp.add_argument("--seed", type=int, default=0, help="with --desc_encoder tiny: the seed of "
                     "its random weights")
     sp.add_argument("--no_progress", action="store_true", help="no progress bar on stderr")

@@ -5,8 +5,10 @@ of mT5's width. The prompt ("Translate sign language video to ...: </s>") is emb
 mT5's token embedding and put before the pose tokens; the attention mask is the prompt's
 mask followed by the frame mask. Training: label-smoothed cross entropy on the target
 sentence. Inference: beam search (unisign-compat.md section 5). State-dict keys are
-Uni-Sign's: the pose encoder's, then ``mt5_model.*``.
+Uni-Sign's: the pose encoder's (with ``--rgb_support`` its RGB branch's too), then ``mt5_model.*``.
 """
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
@@ -14,6 +16,7 @@ from signfuse.config import TINY_MT5, TINY_POSE_CHANNELS, ModelConfig
 from signfuse.errors import InputError
 from signfuse.models.mt5 import load_mt5
 from signfuse.models.pose_encoder import PoseEncoder
+from signfuse.models.rgb_branch import load_backbone_weights
 
 TEXT_ENCODER_SEED = 0  # the tiny text encoder's random weights (fixed: stores stay valid across runs)
 
@@ -21,7 +24,8 @@ TEXT_ENCODER_SEED = 0  # the tiny text encoder's random weights (fixed: stores s
 class Uni_Sign(PoseEncoder):
 
     def __init__(self, cfg: ModelConfig, mt5_model, tokenizer):
-        cfg.d_model = mt5_model.config.d_model  # pose_proj maps to the language model's width
+        if cfg.d_model != mt5_model.config.d_model:  # pose_proj maps to the language model's width
+            cfg = replace(cfg, d_model=mt5_model.config.d_model)
         super().__init__(cfg)
         self.mt5_model = mt5_model  # stock MT5ForConditionalGeneration
         self.tokenizer = tokenizer  # not a module: no state-dict keys
@@ -118,21 +122,46 @@ class Uni_Sign(PoseEncoder):
         return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
 
-def build_model(cfg: ModelConfig, mt5_path: str, seed: int = 0, desc_encoder: str = None) -> Uni_Sign:
+def build_model(cfg: ModelConfig, mt5_path: str, seed: int = 0, desc_encoder: str = None,
+                rgb_backbone_weights: str = "none") -> Uni_Sign:
     """Load mT5 and its tokenizer (``mt5_path`` or "tiny") and build Uni_Sign around them.
 
-    With ``cfg.use_descriptions``, ``cfg.text_dim`` is set to the width of the text encoder
-    (``desc_encoder``, default ``mt5_path``); attach its vectors with ``attach_text_source``.
+    The model's configuration is ``resolve_config(cfg, mt5_path, desc_encoder)`` (``cfg`` is
+    not changed); with ``cfg.use_descriptions`` attach the text vectors with ``attach_text_source``.
+    With ``cfg.rgb_support``, the backbone starts from ``rgb_backbone_weights`` ("none": random,
+    "imagenet": torchvision's weights API, or a local FILE), checked before anything else is done.
     The pose encoder's initial weights depend on ``seed`` only (the caller's RNG is untouched).
     """
-    if mt5_path == TINY_MT5:
-        cfg.gcn_channels = TINY_POSE_CHANNELS
+    backbone = load_backbone_weights(rgb_backbone_weights) if cfg.rgb_support else None
+    cfg = resolve_config(cfg, mt5_path, desc_encoder)
     mt5_model, tokenizer = load_mt5(mt5_path, seed=seed)
-    if cfg.use_descriptions:
-        cfg.text_dim = text_encoder_width(desc_encoder or mt5_path)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Uni_Sign(cfg, mt5_model, tokenizer)
+        model = Uni_Sign(cfg, mt5_model, tokenizer)
+    if backbone is not None:
+        model.rgb_support_backbone[0].load_state_dict(backbone, strict=True)
+    return model
+
+
+def resolve_config(cfg: ModelConfig, mt5_path: str, desc_encoder: str = None) -> ModelConfig:
+    """``cfg`` with the widths that follow from the models used (a new object; ``cfg`` is frozen):
+    ``gcn_channels`` = TINY_POSE_CHANNELS for the tiny mT5, ``d_model`` = mT5's, and with
+    descriptions ``text_dim`` = the text encoder's (``desc_encoder``, default ``mt5_path``)."""
+    changes = {"d_model": mt5_width(mt5_path)}
+    if mt5_path == TINY_MT5:
+        changes["gcn_channels"] = TINY_POSE_CHANNELS
+    if cfg.use_descriptions:
+        changes["text_dim"] = text_encoder_width(desc_encoder or mt5_path)
+    return replace(cfg, **changes)
+
+
+def mt5_width(path: str) -> int:
+    """d_model of the mT5 at ``path`` ("tiny" or a local directory), from its config.json
+    (a missing directory is reported when the model is loaded)."""
+    try:
+        return text_encoder_width(path)
+    except InputError:
+        return ModelConfig.d_model
 
 
 def text_encoder_width(path: str) -> int:

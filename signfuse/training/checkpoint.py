@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from signfuse.errors import InputError
+from signfuse.models.rgb_branch import RGB_PREFIXES, has_rgb_weights
 
 FUSION_PREFIX = "text_fusion."  # keys added by --use_descriptions (outside Uni-Sign's)
 
@@ -54,12 +55,16 @@ def state_dict_of(obj, path) -> dict:
 
 
 def load_weights(model: torch.nn.Module, path, allow_unexpected: bool = False, log=print,
-                 checkpoint=None) -> dict:
+                 checkpoint=None, allow_new_rgb: bool = False) -> dict:
     """Load a checkpoint into ``model``: strict for every key the checkpoint should hold.
 
     Missing keys are an error, except the description-fusion keys (``text_fusion.*``), which a
-    Uni-Sign checkpoint cannot have: they are reported as newly initialised. Unexpected keys and
-    shape mismatches are errors (``allow_unexpected`` turns unexpected keys into a warning).
+    Uni-Sign checkpoint cannot have: they are reported as newly initialised, and BatchNorm's
+    ``num_batches_tracked`` (absent from some Uni-Sign checkpoints; BatchNorm fills it in).
+    ``allow_new_rgb``: a checkpoint without any RGB-branch key (pose-only) may start a
+    ``--rgb_support`` model's RGB branch fresh; those keys are returned in 'missing'.
+    Unexpected keys and shape mismatches are errors (``allow_unexpected`` turns unexpected keys
+    into a warning).
     ``checkpoint``: the already loaded contents of ``path`` (saves reading it twice).
     Returns {'missing', 'unexpected', 'new_fusion'} lists.
     """
@@ -76,9 +81,16 @@ def load_weights(model: torch.nn.Module, path, allow_unexpected: bool = False, l
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     new_fusion = [k for k in missing if k.startswith(FUSION_PREFIX)]
-    missing = [k for k in missing if not k.startswith(FUSION_PREFIX)]
+    missing = [k for k in missing if not k.startswith(FUSION_PREFIX) and not k.endswith(".num_batches_tracked")]
+    new_rgb = [k for k in missing if k.startswith(RGB_PREFIXES)] if not has_rgb_weights(sd) else []
+    if allow_new_rgb and new_rgb:
+        missing = [k for k in missing if not k.startswith(RGB_PREFIXES)]
+    else:
+        new_rgb = []
     if missing:
-        raise InputError(f"{path}: {len(missing)} weights of the model are missing from the checkpoint: "
+        hint = (" (a pose-only checkpoint: drop --rgb_support, or train the RGB branch from it)"
+                if any(k.startswith(RGB_PREFIXES) for k in missing) and not has_rgb_weights(sd) else "")
+        raise InputError(f"{path}: {len(missing)} weights of the model are missing from the checkpoint{hint}: "
                          + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))
     if unexpected:
         hint = ""
@@ -86,6 +98,8 @@ def load_weights(model: torch.nn.Module, path, allow_unexpected: bool = False, l
             has_fusion = any(k.startswith(FUSION_PREFIX) for k in own)
             hint = (" (fusion weights of another kind: check --text_fusion_type)" if has_fusion
                     else " (fusion weights: add --use_descriptions)")
+        elif has_rgb_weights(unexpected) and not has_rgb_weights(own):
+            hint = " (RGB-pose weights of Uni-Sign's RGB branch: add --rgb_support)"
         msg = (f"{path}: {len(unexpected)} weights of the checkpoint are not in this model{hint}: "
                + ", ".join(unexpected[:8]) + (" ..." if len(unexpected) > 8 else ""))
         if not allow_unexpected:
@@ -94,8 +108,9 @@ def load_weights(model: torch.nn.Module, path, allow_unexpected: bool = False, l
     model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
     log(f"loaded {path}: {len(sd) - len(unexpected)} weights; missing keys: none"
         + (f"; newly initialised fusion weights: {len(new_fusion)} tensors ({FUSION_PREFIX}*)" if new_fusion else "")
+        + (f"; newly initialised RGB-branch weights: {len(new_rgb)} tensors (pose-only checkpoint)" if new_rgb else "")
         + (f"; unexpected keys ignored: {len(unexpected)}" if unexpected else "; unexpected keys: none"))
-    return {"missing": missing, "unexpected": unexpected, "new_fusion": new_fusion}
+    return {"missing": missing + new_rgb, "unexpected": unexpected, "new_fusion": new_fusion}
 
 
 def _fsync_dir(folder: Path) -> None:

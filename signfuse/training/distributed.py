@@ -123,15 +123,6 @@ def any_over_ranks(flag: bool, info: DistInfo) -> bool:
     return bool(sum_over_ranks(np.array([1.0 if flag else 0.0]), info)[0] > 0)
 
 
-def broadcast_object(obj, info: DistInfo):
-    """Rank 0's ``obj`` on every rank."""
-    if not info.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def allreduce_gradients(params, info: DistInfo, bucket_bytes: int = 64 * 2 ** 20) -> None:
     """Average the gradients of ``params`` over ranks (what DDP does in backward), in flat
     buckets; a parameter without a gradient counts as zeros. Used for the rare optimizer
@@ -152,9 +143,24 @@ def allreduce_gradients(params, info: DistInfo, bucket_bytes: int = 64 * 2 ** 20
             flat = torch._utils._flatten_dense_tensors(bucket)
             dist.all_reduce(flat, op=dist.ReduceOp.SUM)
             flat /= info.world_size
-            for t, synced in zip(bucket, torch._utils._unflatten_dense_tensors(flat, bucket)):
+            for t, synced in zip(bucket, torch._utils._unflatten_dense_tensors(flat, bucket), strict=True):
                 t.copy_(synced)
             bucket, size = [], 0
+
+
+def uses_sync_batchnorm(sync_bn: bool, info: DistInfo) -> bool:
+    """--sync_bn applies to multi-process runs on GPU (SyncBatchNorm needs CUDA tensors); CPU
+    runs (gloo) and single processes keep plain BatchNorm."""
+    return bool(sync_bn) and info.distributed and info.device.type == "cuda"
+
+
+def sync_batchnorm(model: torch.nn.Module, sync_bn: bool, info: DistInfo) -> torch.nn.Module:
+    """``model`` with its BatchNorm layers synchronised across processes when
+    ``uses_sync_batchnorm`` (as Uni-Sign converts its model before DDP/DeepSpeed); the same
+    parameters and state-dict keys. Unchanged otherwise."""
+    if not uses_sync_batchnorm(sync_bn, info):
+        return model
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def wrap_ddp(model: torch.nn.Module, info: DistInfo, find_unused_parameters: bool = False):

@@ -36,6 +36,7 @@ class RunContext:
     writer: object = None              # TensorBoard SummaryWriter (rank 0) or None
     log: object = print                # rank-0 printer
     amp_dtype: torch.dtype | None = None  # bf16/fp16 autocast on CUDA; None: float32
+    sync_bn: bool = False              # SyncBatchNorm layers: every rank must run every forward
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -54,6 +55,9 @@ class TrainState:
     history: list = field(default_factory=list)
     epoch_sums: list | None = None  # this rank's running sums of the epoch (engine.EPOCH_SUMS)
     epoch_skipped: list = field(default_factory=list)  # this rank's unloadable samples of the epoch
+    # not saved: every saved state is at a step boundary, where both are empty
+    pending: int = 0          # micro-batches accumulated since the last optimizer step
+    step_bad: list = field(default_factory=list)  # (micro-batch, names) of this step's non-finite losses
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -156,12 +160,6 @@ class Stepper:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
 
-    def step(self) -> float:
-        """finish() then apply(); returns the gradient norm before clipping."""
-        norm = self.finish()
-        self.apply()
-        return norm
-
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
@@ -184,8 +182,9 @@ class DeepSpeedStepper(Stepper):
     mixed precision and ZeRO itself (configured from Uni-Sign's flags).
 
     The engine is told where each step ends (``set_gradient_accumulation_boundary``), so
-    that its steps fall exactly where signfuse's do, the short last step of an epoch
-    included; ``engine.step()`` is called once per optimizer step."""
+    that its steps fall exactly where signfuse's do (every ``accum`` micro-batches of the run,
+    as its own counter would put them); ``engine.step()`` is called once per optimizer step.
+    """
 
     ddp = False
     checks_grad_norm = False
@@ -229,9 +228,6 @@ class DeepSpeedStepper(Stepper):
         if self.model.lr_scheduler is not None:
             self.model.lr_scheduler.step()
 
-    def step(self) -> float:
-        return self.apply()
-
     def lr(self) -> float:
         return self.model.get_lr()[0]
 
@@ -265,90 +261,145 @@ def _zero_loss(model) -> torch.Tensor:
 
 
 EPOCH_SUMS = ("loss_sum", "n_loss", "samples", "gate_sum", "gate_n", "desc_frames", "frames")
+#: why the samples of a micro-batch are not trained when another rank's micro-batch is empty
+SYNC_BN_SKIP = ("not trained: another process's micro-batch had no loadable sample, and with synchronised "
+                "BatchNorm (--sync_bn) every process must run each forward")
 
 
 def train_one_epoch(model, loader, stepper: Stepper, state: TrainState, ctx: RunContext,
                     resumable_state=None) -> dict:
     """One pass over ``loader`` (starting after ``state.batch_in_epoch`` micro-batches when
-    resuming, with the running sums of the epoch in ``state.epoch_sums``).
-    ``resumable_state()`` builds the dict saved as last.pth every ``--save_every_steps``
-    optimizer steps. Returns the epoch's training statistics.
+    resuming, with the running sums of the epoch in ``state.epoch_sums``). Returns the
+    epoch's training statistics.
+
+    An optimizer step ends every ``stepper.accum`` micro-batches counted over the whole run,
+    as Uni-Sign's DeepSpeed engine counts them: the micro-batches left at the end of an epoch
+    go into the first step of the next (``state.pending``). ``resumable_state()`` builds the
+    dict saved as last.pth every ``--save_every_steps`` optimizer steps, and at the epoch's
+    last step when micro-batches follow it (see ``_save_if_due``).
 
     Collectives (identical on every rank, so that no rank waits alone): under DDP one flag
-    per step before the forward of its last micro-batch (does a rank have no sample?), and
-    with several ranks one flag per step after its backward (non-finite loss or gradient).
+    per step before the forward of its last micro-batch (does a rank have no sample?), with
+    SyncBatchNorm one flag per micro-batch (the same question), and with several ranks one
+    flag per step after its backward (non-finite loss or gradient).
     """
-    args, info = ctx.args, ctx.dist
     model.train()
-    accum = stepper.accum
     total = len(loader) + state.batch_in_epoch  # the loader was built to skip consumed batches
-    if state.batch_in_epoch == 0 or state.epoch_sums is None:
-        state.epoch_sums, state.epoch_skipped = [0.0] * len(EPOCH_SUMS), []
-    sums = dict(zip(EPOCH_SUMS, state.epoch_sums))
-    skipped = state.epoch_skipped
+    sums = _open_epoch(state)
     t0, samples_at_start = time.time(), sums["samples"]
-    step_bad = []  # (batch index, sample names) of this step's micro-batches with a non-finite loss
-    bar = tqdm(loader, total=total, initial=state.batch_in_epoch, disable=not info.is_main,
+    bar = tqdm(loader, total=total, initial=state.batch_in_epoch, disable=not ctx.dist.is_main,
                desc=f"epoch {state.epoch}", dynamic_ncols=True, leave=False)
     try:  # the bar is cleared before any error message
         for batch in bar:
-            i = state.batch_in_epoch
-            boundary = (i + 1) % accum == 0 or i + 1 == total
-            skipped += batch.get("skipped", [])
-            batch = to_device(batch, info.device)
-            empty = len(batch["names"]) == 0
-            sync = not D.any_over_ranks(empty, info) if (boundary and stepper.ddp) else True
-            with stepper.micro_batch(boundary, sync):
-                with ctx.autocast():
-                    out = None if empty else model(batch)
-                    loss = _zero_loss(model) if empty else out["loss"]
-                finite = bool(torch.isfinite(loss.detach()).item())
-                if not finite:
-                    step_bad.append((i, list(batch["names"])))
-                stepper.backward(loss)  # a non-finite loss too: every rank takes part in the all-reduce
-            if not empty and finite:
-                sums["loss_sum"] += float(loss.detach())
-                sums["n_loss"] += 1
-                sums["samples"] += len(batch["names"])
-                if out.get("gate") is not None:
-                    mask = batch["attention_mask"].unsqueeze(-1).to(out["gate"].dtype)  # (B, T, 1)
-                    sums["gate_sum"] += float((out["gate"].detach() * mask).sum())
-                    sums["gate_n"] += float(mask.sum())
-                    sums["desc_frames"] += float((batch["has_description"] * mask).sum())
-                    sums["frames"] += float(mask.sum())
-            state.batch_in_epoch = i + 1
+            boundary = state.pending + 1 >= stepper.accum
+            state.epoch_skipped += batch.get("skipped", [])
+            batch, out, loss = _micro_batch(model, batch, stepper, boundary, state, ctx)
+            _add_to_sums(sums, batch, out, loss)
+            state.batch_in_epoch += 1
+            state.pending += 1
             if boundary:
-                grad_norm = stepper.finish()
-                bad_grad = stepper.checks_grad_norm and not math.isfinite(grad_norm)
-                flags = np.array([float(len(step_bad)), float(bad_grad)])
-                if info.distributed:
-                    flags = D.sum_over_ranks(flags, info)
-                if flags.any():
-                    _nonfinite_step(step_bad, bool(flags[0]), state, ctx, i)
-                    stepper.discard()
-                else:
-                    applied = stepper.apply()
-                    grad_norm = applied if applied is not None else grad_norm
-                step_bad = []
-                state.step += 1
-                state.epoch_sums = [sums[k] for k in EPOCH_SUMS]
-                if info.is_main and ctx.writer is not None:
-                    ctx.writer.add_scalar("train/loss", sums["loss_sum"] / max(1, sums["n_loss"]), state.step)
-                    ctx.writer.add_scalar("train/lr", stepper.lr(), state.step)
-                    ctx.writer.add_scalar("train/grad_norm", grad_norm, state.step)
-                every = getattr(args, "save_every_steps", 0) or 0
-                if every > 0 and state.step % every == 0 and resumable_state is not None and i + 1 < total:
-                    snapshot = resumable_state()
-                    if info.is_main:
-                        save_last(snapshot, ctx.output_dir)
-            elapsed = time.time() - t0
-            bar.set_postfix(loss=f"{sums['loss_sum'] / max(1, sums['n_loss']):.4f}", lr=f"{stepper.lr():.2e}",
-                            speed=f"{(sums['samples'] - samples_at_start) / max(elapsed, 1e-9):.1f} samples/s")
+                _optimizer_step(stepper, state, ctx, sums)
+                _save_if_due(state, ctx, resumable_state, stepper.accum, batches_left=total - state.batch_in_epoch)
+            bar.set_postfix(_progress(sums, stepper, samples_at_start, t0))
     finally:
         bar.close()
     state.epoch_sums = [sums[k] for k in EPOCH_SUMS]
-    # per-sample problems of every rank, reported together
-    all_skipped = [s for part in D.all_gather_objects(skipped, info) for s in part]
+    return _epoch_statistics(state, ctx, t0)
+
+
+def _open_epoch(state: TrainState) -> dict:
+    """The epoch's running sums: restored from ``state`` when resuming inside the epoch, else zeros."""
+    if state.batch_in_epoch == 0 or state.epoch_sums is None:
+        state.epoch_sums, state.epoch_skipped = [0.0] * len(EPOCH_SUMS), []
+    return dict(zip(EPOCH_SUMS, state.epoch_sums, strict=True))
+
+
+def _micro_batch(model, batch: dict, stepper: Stepper, boundary: bool, state: TrainState, ctx: RunContext):
+    """Forward and backward of one micro-batch. Returns (batch on the device, model output or
+    None, finite loss or None). A rank without a sample (or, with SyncBatchNorm, any rank
+    without one) backpropagates a zero loss, so that every rank takes part in the all-reduce."""
+    info = ctx.dist
+    batch = to_device(batch, info.device)
+    empty = len(batch["names"]) == 0
+    if ctx.sync_bn and D.any_over_ranks(empty, info) and not empty:
+        state.epoch_skipped += [(name, SYNC_BN_SKIP) for name in batch["names"]]
+        empty = True
+    sync = not D.any_over_ranks(empty, info) if (boundary and stepper.ddp) else True
+    with stepper.micro_batch(boundary, sync):
+        with ctx.autocast():
+            out = None if empty else model(batch)
+            loss = _zero_loss(model) if empty else out["loss"]
+        finite = bool(torch.isfinite(loss.detach()).item())
+        if not finite:
+            state.step_bad.append((state.batch_in_epoch, list(batch["names"])))
+        stepper.backward(loss)  # a non-finite loss too: every rank takes part in the all-reduce
+    return batch, out, (loss if finite and not empty else None)
+
+
+def _add_to_sums(sums: dict, batch: dict, out, loss) -> None:
+    """Add a trained micro-batch (finite loss) to the epoch's running sums."""
+    if loss is None:
+        return
+    sums["loss_sum"] += float(loss.detach())
+    sums["n_loss"] += 1
+    sums["samples"] += len(batch["names"])
+    if out.get("gate") is not None:
+        mask = batch["attention_mask"].unsqueeze(-1).to(out["gate"].dtype)  # (B, T, 1)
+        sums["gate_sum"] += float((out["gate"].detach() * mask).sum())
+        sums["gate_n"] += float(mask.sum())
+        sums["desc_frames"] += float((batch["has_description"] * mask).sum())
+        sums["frames"] += float(mask.sum())
+
+
+def _optimizer_step(stepper: Stepper, state: TrainState, ctx: RunContext, sums: dict) -> None:
+    """The end of an optimizer step: gradient sync and clipping, then the update, or (a
+    non-finite loss or gradient on some rank) an error or a skipped step; TensorBoard scalars."""
+    info = ctx.dist
+    grad_norm = stepper.finish()
+    bad_grad = stepper.checks_grad_norm and not math.isfinite(grad_norm)
+    flags = np.array([float(len(state.step_bad)), float(bad_grad)])
+    if info.distributed:
+        flags = D.sum_over_ranks(flags, info)
+    if flags.any():
+        _nonfinite_step(state.step_bad, bool(flags[0]), state, ctx, state.batch_in_epoch - 1)
+        stepper.discard()
+    else:
+        applied = stepper.apply()
+        grad_norm = applied if applied is not None else grad_norm
+    state.step_bad, state.pending = [], 0
+    state.step += 1
+    state.epoch_sums = [sums[k] for k in EPOCH_SUMS]
+    if info.is_main and ctx.writer is not None:
+        ctx.writer.add_scalar("train/loss", sums["loss_sum"] / max(1, sums["n_loss"]), state.step)
+        ctx.writer.add_scalar("train/lr", stepper.lr(), state.step)
+        ctx.writer.add_scalar("train/grad_norm", grad_norm, state.step)
+
+
+def _save_if_due(state: TrainState, ctx: RunContext, resumable_state, accum: int, batches_left: int) -> None:
+    """last.pth after this optimizer step: every --save_every_steps steps, and at the epoch's
+    last step when micro-batches follow it (they end inside the next epoch's first step, so
+    the end of this epoch is no step boundary where a state could be saved). The end of the
+    epoch itself is saved by the run (when it is a step boundary)."""
+    if resumable_state is None or ctx.output_dir is None or batches_left == 0:
+        return
+    every = getattr(ctx.args, "save_every_steps", 0) or 0
+    if (every > 0 and state.step % every == 0) or batches_left < accum:
+        snapshot = resumable_state()
+        if ctx.dist.is_main:
+            save_last(snapshot, ctx.output_dir)
+
+
+def _progress(sums: dict, stepper: Stepper, samples_at_start: float, t0: float) -> dict:
+    """The progress bar's figures: running loss, learning rate, speed."""
+    elapsed = max(time.time() - t0, 1e-9)
+    return {"loss": f"{sums['loss_sum'] / max(1, sums['n_loss']):.4f}", "lr": f"{stepper.lr():.2e}",
+            "speed": f"{(sums['samples'] - samples_at_start) / elapsed:.1f} samples/s"}
+
+
+def _epoch_statistics(state: TrainState, ctx: RunContext, t0: float) -> dict:
+    """The epoch's statistics summed over ranks; every rank's unloadable samples reported together."""
+    info = ctx.dist
+    all_skipped = [s for part in D.all_gather_objects(state.epoch_skipped, info) for s in part]
     totals = D.sum_over_ranks(np.array(state.epoch_sums, dtype=np.float64), info)
     stats = {"train_loss": totals[0] / max(1, totals[1]), "train_samples": int(totals[2]),
              "skipped_samples": len(all_skipped), "epoch_time_s": time.time() - t0}
@@ -403,61 +454,69 @@ def evaluate(model, loader, ctx: RunContext, split: str, descriptions_off: bool 
     """Generate for every sample of ``loader`` (this rank's shard), gather over ranks,
     post-process, score. Rank 0 writes ``<split>_tmp_pres.txt`` / ``_tmp_refs.txt`` and,
     with descriptions, ``<split>_gates.npz``. Returns the metrics (same on every rank)."""
+    info, task = ctx.dist, ctx.args.task
+    mine = _generate_shard(unwrap(model), loader, ctx, f"{split}{tag}", descriptions_off)
+    result = {}
+    if task == "SLT":  # BLEU from summed statistics; the rest from gathered predictions
+        stats = D.sum_over_ranks(metrics.bleu_statistics(mine["preds"], mine["refs"]), info)
+        result.update(metrics.bleu_from_statistics(stats))
+    gathered = D.all_gather_objects(mine, info)
+    names, preds, refs = _in_dataset_order(gathered, loader if info.distributed else None)
+    skipped = [s for g in gathered for s in g["skipped"]]
+    if not names:
+        raise SignfuseError(f"eval {split}: no sample could be loaded, nothing to score "
+                            f"({len(skipped)} failed, e.g. {skipped[:1]})")
+    full = metrics.compute_metrics(preds, refs, task)
+    result.update({k: v for k, v in full.items() if not k.startswith("bleu")})
+    if task != "SLT":
+        result.update(full)
+    result["samples"], result["skipped_samples"] = len(names), len(skipped)
+    if info.is_main and write_files and ctx.output_dir is not None:
+        metrics.write_results(ctx.output_dir, split + tag, names, preds, refs)
+        gates = {k: v for g in gathered for k, v in g["gates"].items()}
+        if gates:
+            save_gates(Path(ctx.output_dir) / f"{split}{tag}_gates.npz", gates)
+    if skipped:
+        ctx.log(f"eval {split}: {len(skipped)} samples could not be loaded and are not scored: "
+                + ", ".join(f"{n} ({e})" for n, e in skipped[:10]))
+    return result
+
+
+def _generate_shard(net, loader, ctx: RunContext, label: str, descriptions_off: bool) -> dict:
+    """This rank's predictions: {"names", "preds", "refs" (post-processed), "skipped", "gates"
+    (per sample with descriptions: gate, has_description, frame_indices over its frames)}."""
     args, info = ctx.args, ctx.dist
-    net = unwrap(model)
     net.eval()
-    names, preds, refs, skipped, gates = [], [], [], [], {}
-    for batch in tqdm(loader, disable=not info.is_main, desc=f"eval {split}{tag}", dynamic_ncols=True, leave=False):
-        skipped += batch.get("skipped", [])
+    mine = {"names": [], "preds": [], "refs": [], "skipped": [], "gates": {}}
+    for batch in tqdm(loader, disable=not info.is_main, desc=f"eval {label}", dynamic_ncols=True, leave=False):
+        mine["skipped"] += batch.get("skipped", [])
         if len(batch["names"]) == 0:
             continue
         batch = to_device(batch, info.device)
         with ctx.autocast():
             hyps = net.generate(batch, descriptions_off=descriptions_off) if net.cfg.use_descriptions \
                 else net.generate(batch)
-            if net.cfg.use_descriptions and not descriptions_off:
-                gate = net.last_gate  # (B, T, 1) from the fusion of this batch
-                for b, name in enumerate(batch["names"]):
-                    n = int(batch["attention_mask"][b].sum())
-                    gates[name] = {"gate": gate[b, :n, 0].float().cpu().numpy(),
-                                   "has_description": batch["has_description"][b, :n, 0].cpu().numpy(),
-                                   "frame_indices": batch["frame_indices"][b, :n].cpu().numpy()}
-        names += batch["names"]
-        preds += [metrics.postprocess_prediction(h, args.dataset, args.task) for h in hyps]
-        refs += [metrics.postprocess_reference(r, args.dataset, args.task) for r in batch["targets"]]
-    task = args.task
-    # BLEU from summed statistics; the rest from gathered predictions
-    result = {}
-    if task == "SLT":
-        stats = D.sum_over_ranks(metrics.bleu_statistics(preds, refs), ctx.dist)
-        result.update(metrics.bleu_from_statistics(stats))
-    gathered = D.all_gather_objects((names, preds, refs, skipped, gates), info)
-    rows = [row for g in gathered for row in zip(g[0], g[1], g[2])]
-    positions = _dataset_positions(loader) if info.distributed else None
-    if positions is not None:  # the order of a single-process evaluation (dataset order)
+        if net.cfg.use_descriptions and not descriptions_off:
+            gate = net.last_gate  # (B, T, 1) from the fusion of this batch
+            for b, name in enumerate(batch["names"]):
+                n = int(batch["attention_mask"][b].sum())
+                mine["gates"][name] = {"gate": gate[b, :n, 0].float().cpu().numpy(),
+                                       "has_description": batch["has_description"][b, :n, 0].cpu().numpy(),
+                                       "frame_indices": batch["frame_indices"][b, :n].cpu().numpy()}
+        mine["names"] += batch["names"]
+        mine["preds"] += [metrics.postprocess_prediction(h, args.dataset, args.task) for h in hyps]
+        mine["refs"] += [metrics.postprocess_reference(r, args.dataset, args.task) for r in batch["targets"]]
+    return mine
+
+
+def _in_dataset_order(gathered: list, loader=None) -> tuple[list, list, list]:
+    """(names, predictions, references) of every rank; in the dataset's order (that of a
+    single-process evaluation) when ``loader``'s dataset says it."""
+    rows = [row for g in gathered for row in zip(g["names"], g["preds"], g["refs"], strict=True)]
+    positions = _dataset_positions(loader) if loader is not None else None
+    if positions is not None:
         rows.sort(key=lambda row: positions.get(row[0], len(positions)))
-    all_names = [r[0] for r in rows]
-    all_preds = [r[1] for r in rows]
-    all_refs = [r[2] for r in rows]
-    all_skipped = [s for g in gathered for s in g[3]]
-    if not all_names:
-        raise SignfuseError(f"eval {split}: no sample could be loaded, nothing to score "
-                            f"({len(all_skipped)} failed, e.g. {all_skipped[:1]})")
-    full = metrics.compute_metrics(all_preds, all_refs, task)
-    result.update({k: v for k, v in full.items() if not k.startswith("bleu")})
-    if task != "SLT":
-        result.update(full)
-    result["samples"] = len(all_names)
-    result["skipped_samples"] = len(all_skipped)
-    if info.is_main and write_files and ctx.output_dir is not None:
-        metrics.write_results(ctx.output_dir, split + tag, all_names, all_preds, all_refs)
-        all_gates = {k: v for g in gathered for k, v in g[4].items()}
-        if all_gates:
-            save_gates(Path(ctx.output_dir) / f"{split}{tag}_gates.npz", all_gates)
-    if all_skipped:
-        ctx.log(f"eval {split}: {len(all_skipped)} samples could not be loaded and are not scored: "
-                + ", ".join(f"{n} ({e})" for n, e in all_skipped[:10]))
-    return result
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 
 def save_gates(path: Path, gates: dict) -> None:

@@ -1,8 +1,18 @@
-"""Optimizer and learning-rate schedule (Uni-Sign's flags: --opt, --lr, --opt-eps,
---weight-decay, --sched, --warmup-epochs, --min-lr)."""
-import math
+"""Optimizer and learning-rate schedule, as Uni-Sign's fine_tuning.py builds them.
 
+Optimizer: AdamW (timm's ``create_optimizer`` with --opt adamw: no weight decay on biases
+and norm weights). Schedule: ``transformers.get_scheduler('cosine', ...)`` stepped once per
+optimizer step, with Uni-Sign's warm-up and total steps::
+
+    num_warmup_steps   = int(args.warmup_epochs * len(train_dataloader) / args.gradient_accumulation_steps)
+    num_training_steps = int(args.epochs * len(train_dataloader) / args.gradient_accumulation_steps)
+
+``len(train_dataloader)`` being the micro-batches of one process in one epoch (the last
+partial batch dropped). The learning rate decays to 0: Uni-Sign accepts ``--min-lr`` and does
+not use it, nor ``--sched`` (always cosine; other values are refused here).
+"""
 import torch
+from transformers import get_scheduler
 
 from signfuse.errors import InputError
 
@@ -21,21 +31,17 @@ def build_optimizer(model: torch.nn.Module, args) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=args.lr, eps=args.opt_eps, betas=(0.9, 0.999))
 
 
-def cosine_lr(step: int, total_steps: int, warmup_steps: int, base_lr: float, min_lr: float) -> float:
-    """Linear warm-up from 0 to base_lr over warmup_steps, then cosine from base_lr to min_lr."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
-    span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
-    return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+def schedule_steps(args, batches_per_epoch: int) -> tuple[int, int]:
+    """(warm-up steps, total steps) of Uni-Sign's schedule for ``batches_per_epoch`` micro-batches
+    per process and epoch (Uni-Sign's expressions, evaluated as it evaluates them)."""
+    warmup = int(args.warmup_epochs * batches_per_epoch / args.gradient_accumulation_steps)
+    total = int(args.epochs * batches_per_epoch / args.gradient_accumulation_steps)
+    return warmup, total
 
 
-def build_scheduler(optimizer, args, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per optimizer step schedule: warm-up over --warmup-epochs, cosine to --min-lr at the end."""
+def build_scheduler(optimizer, args, batches_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """transformers' cosine schedule with warm-up, one step per optimizer step (Uni-Sign's)."""
     if args.sched != "cosine":
-        raise InputError(f"--sched {args.sched}: only cosine is supported")
-    total = max(1, args.epochs * steps_per_epoch)
-    warmup = int(round(args.warmup_epochs * steps_per_epoch))
-    base = args.lr
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: cosine_lr(step, total, warmup, base, args.min_lr) / base)
+        raise InputError(f"--sched {args.sched}: only cosine is supported (Uni-Sign's schedule)")
+    warmup, total = schedule_steps(args, batches_per_epoch)
+    return get_scheduler("cosine", optimizer=optimizer, num_warmup_steps=warmup, num_training_steps=total)

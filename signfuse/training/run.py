@@ -1,34 +1,50 @@
 """A whole run: build data, model, optimizer from the command line; train (resumably) or
 evaluate; write checkpoints, log.txt, TensorBoard scalars and result files.
 
-Used by ``fine_tuning.py`` and ``signfuse train`` / ``signfuse eval``.
+Used by ``fine_tuning.py`` and ``signfuse train`` / ``signfuse eval``. Read top to bottom:
+
+    train(args)                     in this process's group (torchrun / deepspeed / one process)
+      start_run                     seeds, output folder, run.txt
+      agreed_resume_state           last.pth to continue from (every rank finds the same)
+      resolve_model_config          the model's configuration, once (settings.py)
+      training_data                 descriptions, train and validation datasets
+      build_run_model               Uni_Sign (+ fusion, text source), --finetune weights
+      make_trainer                  optimizer, schedule, SyncBatchNorm, DDP/DeepSpeed, restored state
+      run_epoch (until --epochs)    train_one_epoch, validation, log, checkpoints, last.pth
+      finish_run                    replica check, summary
+    evaluate(args)                  the checkpoint's settings (settings.py), dev then test
 """
 import json
 import time
 from collections import OrderedDict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from signfuse.config import SPLITS, ModelConfig
+from signfuse.config import SPLITS
 from signfuse.data import paths
 from signfuse.data.dataset import SignDataset, collate_fn
+from signfuse.data.pose import pose_path
 from signfuse.errors import InputError
 from signfuse.training import distributed as D
 from signfuse.training import engine
-from signfuse.training.checkpoint import atomic_save, atomic_write_text, load_last, load_weights, save_last
+from signfuse.training.checkpoint import atomic_save, atomic_write_text, load_last, load_weights, safe_torch_load, \
+    save_last, state_dict_of
 from signfuse.training.optim import build_optimizer, build_scheduler
+from signfuse.training.settings import apply_checkpoint_settings, args_record, check_text_encoder, \
+    describer_settings, plain, record, resolve_describer, resolve_model_config, text_encoder_identity
 
 
 # ----------------------------------------------------------------------------- data
 
 class ResumableSampler(DistributedSampler):
     """DistributedSampler (shuffled per epoch with ``set_epoch``, padded to a multiple of the
-    number of ranks) that can start after the first samples of its epoch: a resumed run sees
-    exactly the remaining batches of every rank.
+    number of ranks) that yields whole batches only (the last partial batch of each rank is
+    dropped, as Uni-Sign's ``drop_last=True`` loader drops it) and can start after the first
+    batches of its epoch: a resumed run sees exactly the remaining batches of every rank.
 
     Rank r's k-th batch holds positions ``r + world * (k * batch_size + j)`` of the epoch's
     padded permutation, so after ``b`` batches per rank the consumed samples are exactly the
@@ -69,23 +85,19 @@ class ResumableSampler(DistributedSampler):
         return rest
 
     def __iter__(self):
-        return iter(self.remaining()[self.rank::self.num_replicas])
+        mine = self.remaining()[self.rank::self.num_replicas]
+        return iter(mine[:len(self)])
 
     def __len__(self):
-        return -(-max(0, self.total_size - self.consumed) // self.num_replicas)
+        """This rank's samples in whole batches."""
+        mine = -(-max(0, self.total_size - self.consumed) // self.num_replicas)
+        return mine // self.batch_size * self.batch_size
 
 
-class ShardSampler(Sampler):
-    """Evaluation shard: every ``world``-th sample from ``rank``, no padding, no duplicates."""
-
-    def __init__(self, n: int, rank: int, world: int):
-        self.indices = list(range(rank, n, world))
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self):
-        return len(self.indices)
+def train_batches_per_epoch(n: int, batch_size: int, world_size: int) -> int:
+    """Micro-batches of one process in a whole epoch of ``n`` samples: DistributedSampler's
+    share (padded), in whole batches (Uni-Sign's ``len(train_dataloader)``)."""
+    return -(-n // world_size) // batch_size
 
 
 class BatchShardSampler(Sampler):
@@ -105,32 +117,51 @@ class BatchShardSampler(Sampler):
         return len(self.batches)
 
 
-def build_describer(args, split_log=None):
-    """The description hook of the datasets (None without --use_descriptions)."""
+def build_describer(args, log=print):
+    """The description hook of the datasets (None without --use_descriptions):
+    ``<desc_dir>/<dataset>/<sample_id>.json`` (``paths.description_dir``), or with --describe
+    rules the descriptions made from each sample's pose file (no file is read)."""
     if not args.use_descriptions:
         return None
-    from signfuse.data.descriptions import Describer
-    desc_dir = Path(args.desc_dir) / args.dataset
-    if not desc_dir.is_dir():
-        raise InputError(f"{desc_dir}: description folder not found (--desc_dir {args.desc_dir} "
-                         f"should hold one sub-folder per dataset, here {args.dataset}/)")
-    return Describer(desc_dir, strategy=args.desc_alignment, max_gap=args.max_gap, strict=args.desc_strict)
+    from signfuse.data.descriptions import Describer, PoseDescriber
+    rules = describer_settings(args)
+    if rules is not None:
+        return PoseDescriber(rules, strategy=args.desc_alignment, max_gap=args.max_gap,
+                             warn=lambda message: log(f"warning: {message}"), trust_pickles=args.trust_pickles)
+    folder = paths.description_dir(args.dataset, args.data_root, args.desc_dir)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: description folder not found (--desc_dir, default <data_root>/description, "
+                         f"is the root that holds one folder per dataset, here {args.dataset}/)")
+    return Describer(folder, strategy=args.desc_alignment, max_gap=args.max_gap, strict=args.desc_strict)
+
+
+def rgb_settings(args, split: str):
+    """With --rgb_support, the hand crops' settings of ``split``: its video folder
+    (``paths.rgb_dir``: Uni-Sign's layout under --data_root, or --rgb_dir), --rgb_crop,
+    --rgb_eval_sampling; else None."""
+    if not getattr(args, "rgb_support", False):
+        return None
+    from signfuse.data.hand_crops import RGBSettings
+    return RGBSettings(video_dir=paths.rgb_dir(args.dataset, split, args.data_root, args.rgb_dir),
+                       crop=args.rgb_crop, eval_sampling=args.rgb_eval_sampling)
 
 
 def build_dataset(args, split: str, train: bool, describer=None) -> SignDataset:
+    """The SignDataset of ``split`` from the run's flags (layout, sampling, descriptions, videos)."""
     label = paths.label_path(args.dataset, split, data_root=args.data_root, label_dir=args.label_dir)
     pose = paths.pose_dir(args.dataset, split, data_root=args.data_root, pose_dir=args.pose_dir)
     ds = SignDataset(label, pose, dataset=args.dataset, split=split, task=args.task,
                      max_length=args.max_length, train=train, seed=args.seed,
-                     trust_pickles=args.trust_pickles, describer=describer)
+                     trust_pickles=args.trust_pickles, describer=describer, rgb=rgb_settings(args, split))
     if getattr(args, "max_samples", None):
         ds.keys = ds.keys[: args.max_samples]
     return ds
 
 
 def build_loader(ds, args, info: D.DistInfo, train: bool, generator_seed: int = 0) -> DataLoader:
-    """Training: this rank's shuffled shard (``ResumableSampler``); evaluation: this rank's
-    whole batches of the single-process order (``BatchShardSampler``)."""
+    """Training: this rank's shuffled shard in whole batches (``ResumableSampler``, the last
+    partial batch dropped); evaluation: this rank's whole batches of the single-process order
+    (``BatchShardSampler``, nothing dropped)."""
     g = torch.Generator()
     g.manual_seed(generator_seed)  # DataLoader seeds its workers from this, not the global RNG
     common = dict(collate_fn=collate_fn, num_workers=args.num_workers, generator=g,
@@ -140,7 +171,7 @@ def build_loader(ds, args, info: D.DistInfo, train: bool, generator_seed: int = 
                           **common)
     sampler = ResumableSampler(ds, info.world_size, info.rank, shuffle=True, seed=args.seed,
                                batch_size=args.batch_size)
-    return DataLoader(ds, batch_size=args.batch_size, sampler=sampler, drop_last=False, **common)
+    return DataLoader(ds, batch_size=args.batch_size, sampler=sampler, drop_last=True, **common)
 
 
 def eval_splits(dataset: str) -> list[str]:
@@ -148,29 +179,105 @@ def eval_splits(dataset: str) -> list[str]:
     return [s for s in ("dev", "test") if s in SPLITS[dataset]]
 
 
+@dataclass
+class TrainData:
+    describer: object           # Describer or None
+    train: SignDataset
+    val_split: str
+    val: SignDataset
+
+    def sample_ids(self) -> list:
+        return self.train.sample_ids() + self.val.sample_ids()
+
+
+def training_data(args, log) -> TrainData:
+    """The training split and the validation split (dev; How2Sign: test), with descriptions."""
+    describer = build_describer(args, log)
+    val_split = eval_splits(args.dataset)[0]
+    data = TrainData(describer, build_dataset(args, "train", train=True, describer=describer),
+                     val_split, build_dataset(args, val_split, train=False, describer=describer))
+    if describer is not None:
+        tell_pose_files(describer, [data.train, data.val], args.trust_pickles)
+        log(describer.summary("train", data.train.sample_ids()))
+        log(describer.summary(val_split, data.val.sample_ids()))
+    return data
+
+
+def tell_pose_files(describer, datasets, trust_pickles: bool) -> None:
+    """--describe rules: tell the describer every sample's pose file, so that it can make any
+    sample's descriptions itself (``warm_text_cache`` encodes every text before the run)."""
+    if hasattr(describer, "set_pose_files"):
+        describer.set_pose_files({sample_id: pose_path(ds.pose_dir, ds.labels[key]["video_path"])
+                                  for ds in datasets for key, sample_id in zip(ds.keys, ds.sample_ids(), strict=True)},
+                                 trust_pickles)
+
+
 # ----------------------------------------------------------------------------- model
 
-def model_config(args) -> ModelConfig:
-    return ModelConfig.from_args(args)
+def read_checkpoint(args) -> dict | None:
+    """The --finetune checkpoint, read once (weights_only), or None."""
+    return safe_torch_load(args.finetune) if args.finetune else None
 
 
-def build_run_model(args, info: D.DistInfo, log=print):
-    """Uni_Sign (+ fusion and its text source with --use_descriptions), weights from
-    --finetune, on the run's device."""
-    from signfuse.models.uni_sign import build_model
-    if args.rgb_support:
-        raise InputError("--rgb_support: the RGB branch of Uni-Sign is not part of signfuse yet; "
-                         "run without --rgb_support (pose only)")
-    cfg = model_config(args)
+def build_run_model(args, info: D.DistInfo, log=print, checkpoint=None, cfg=None, training=False, backbone=None):
+    """(Uni_Sign on the run's device, its configuration): the configuration resolved once
+    (``resolve_model_config``, unless given), the fusion's text source with
+    --use_descriptions, the weights of --finetune (``checkpoint``: its loaded contents).
+    ``training``: a pose-only --finetune may start the RGB branch fresh (its backbone from
+    ``backbone``, see ``rgb_backbone``), and a branch that cannot learn is said in one line."""
+    from signfuse.models.uni_sign import attach_text_source, build_model
+    if cfg is None:
+        if checkpoint is None and args.finetune:
+            checkpoint = read_checkpoint(args)
+        cfg = resolve_model_config(args, checkpoint, args.finetune)
     model = build_model(cfg, args.mt5_model, seed=args.seed, desc_encoder=args.desc_encoder)
-    if args.use_descriptions:
-        from signfuse.models.uni_sign import attach_text_source
+    if backbone is not None:
+        model.rgb_support_backbone[0].load_state_dict(backbone, strict=True)
+    if cfg.use_descriptions:
         attach_text_source(model, args)
+    report = None
     if args.finetune:
-        load_weights(model, args.finetune, allow_unexpected=args.finetune_allow_unexpected,
-                     log=log if info.is_main else (lambda *_: None))
+        report = load_weights(model, args.finetune, allow_unexpected=args.finetune_allow_unexpected,
+                              log=log if info.is_main else (lambda *_: None), checkpoint=checkpoint,
+                              allow_new_rgb=training)
+    if training and cfg.rgb_support:
+        start_rgb_branch(model, cfg, report, args.seed, log)
     model.to(info.device)
-    return model, cfg
+    return model, model.cfg
+
+
+def rgb_backbone(args, checkpoint, cfg, log=print) -> dict | None:
+    """The EfficientNet-B0 weights a trained RGB branch starts from (--rgb_backbone_weights),
+    read before any other work (offline without 'imagenet' cached: one line, here); None when
+    random ('none'), without --rgb_support, or when --finetune holds the RGB branch's weights
+    (then nothing is read or downloaded)."""
+    spec = getattr(args, "rgb_backbone_weights", None) or "none"
+    if not cfg.rgb_support or spec == "none":
+        return None
+    from signfuse.models.rgb_branch import has_rgb_weights, load_backbone_weights
+    if checkpoint is not None and has_rgb_weights(state_dict_of(checkpoint, args.finetune)):
+        log(f"--rgb_backbone_weights {spec}: not used, {args.finetune} holds the RGB branch's weights")
+        return None
+    return load_backbone_weights(spec)
+
+
+def start_rgb_branch(model, cfg, report, seed: int, log=print) -> None:
+    """Training --rgb_support: with --rgb_gate_init small, a fusion gate that is all zeros after
+    loading (Uni-Sign's RGB-pose checkpoints: its zero gate never learns, rgb-pose.md 8.4) gets
+    the small init of its last convolution (drawn from ``seed``; every other weight stays the
+    checkpoint's); then one warning line when the branch still cannot learn."""
+    from signfuse.models.rgb_branch import RGB_PREFIXES, fusion_gate, gate_is_zero, rgb_training_warning
+    loaded = report is not None and not any(k.startswith(RGB_PREFIXES) for k in report["missing"])
+    if loaded and cfg.rgb_gate_init == "small" and gate_is_zero(model):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            small = fusion_gate(model.fusion_gate[0].out_channels, "small")
+        model.fusion_gate[2].load_state_dict(small[2].state_dict())
+        log("--rgb_gate_init small: the fusion gate of the checkpoint is all zeros (it cannot learn): "
+            "its last convolution starts small")
+    warning = rgb_training_warning(cfg, loaded, model)
+    if warning:
+        log(warning)
 
 
 def warm_text_cache(model, describer, sample_ids, log=print, batch_size: int = 64) -> int:
@@ -214,29 +321,18 @@ def amp_dtype(args, device: torch.device):
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
 
 
-def _wrap(model, args, info: D.DistInfo, optimizer, scheduler, steps_per_epoch, log=print):
-    """DDP or DeepSpeed engine around the model; returns (model, stepper)."""
-    if use_deepspeed(args):
-        try:
-            import deepspeed
-        except ImportError:
-            raise InputError("--engine deepspeed (or the deepspeed launcher): DeepSpeed is not installed "
-                             "(pip install 'signfuse[deepspeed]'), or use torchrun / --engine torch") from None
-        ds_config = deepspeed_config(args, info)
-        if info.device.type != "cuda" and args.zero_stage != 0:
-            log(f"DeepSpeed on CPU: ZeRO stage 0 and float32 (--zero_stage {args.zero_stage} and --dtype apply on GPU)")
-        if not torch.distributed.is_initialized():
-            D.init_single_process_group(info)  # DeepSpeed needs a process group, even of one
-        engine_, optimizer, _, scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config,
-            dist_init_required=False)
-        return engine_, engine.DeepSpeedStepper(engine_, info)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype(args, info.device) == torch.float16 else None
-    if info.distributed:
-        model = D.wrap_ddp(model, info, find_unused_parameters=bool(args.use_descriptions))
-    return model, engine.Stepper(model, optimizer, scheduler, args.gradient_accumulation_steps,
-                                 args.gradient_clipping, scaler, info)
+def checkpoint_dict(model, cfg, args, epoch, result=None, text_encoder=None) -> dict:
+    """Uni-Sign's checkpoint format plus plain-data extras (loadable with weights_only): the
+    model configuration, the recorded settings (``settings.record``), the text encoder's
+    identity, every flag, and with ``result`` the metrics."""
+    ckpt = {"model": engine.unwrap(model).state_dict(), "epoch": epoch, "config": plain(asdict(cfg)),
+            "settings": record(args), "text_encoder": plain(text_encoder), "args": args_record(args)}
+    if result is not None:
+        ckpt["metrics"] = plain(result)
+    return ckpt
 
+
+# ----------------------------------------------------------------------------- engines
 
 def use_deepspeed(args) -> bool:
     """--engine deepspeed, or auto under the deepspeed launcher (it passes --local_rank)."""
@@ -267,6 +363,31 @@ def deepspeed_config(args, info: D.DistInfo) -> dict:
     return cfg
 
 
+def wrap_model(model, args, info: D.DistInfo, optimizer, scheduler, log=print):
+    """DDP or DeepSpeed engine around the model; returns (model, stepper)."""
+    if use_deepspeed(args):
+        try:
+            import deepspeed
+        except ImportError:
+            raise InputError("--engine deepspeed (or the deepspeed launcher): DeepSpeed is not installed "
+                             "(pip install 'signfuse[deepspeed]'), or use torchrun / --engine torch") from None
+        ds_config = deepspeed_config(args, info)
+        if info.device.type != "cuda" and args.zero_stage != 0:
+            log(f"DeepSpeed on CPU: ZeRO stage 0 and float32 (--zero_stage {args.zero_stage} and --dtype apply on GPU)")
+        if not torch.distributed.is_initialized():
+            D.init_single_process_group(info)  # DeepSpeed needs a process group, even of one
+        engine_, optimizer, _, scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config,
+            dist_init_required=False)
+        return engine_, engine.DeepSpeedStepper(engine_, info)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype(args, info.device) == torch.float16 else None
+    if info.distributed:  # descriptions, RGB: some parameters have no gradient in some steps
+        unused = bool(args.use_descriptions or getattr(args, "rgb_support", False))
+        model = D.wrap_ddp(model, info, find_unused_parameters=unused)
+    return model, engine.Stepper(model, optimizer, scheduler, args.gradient_accumulation_steps,
+                                 args.gradient_clipping, scaler, info)
+
+
 # ----------------------------------------------------------------------------- logging
 
 class RunLog:
@@ -295,13 +416,42 @@ def make_writer(output_dir, info, purge_step=None):
     return SummaryWriter(log_dir=str(output_dir), purge_step=purge_step)
 
 
-# ----------------------------------------------------------------------------- train
+# ----------------------------------------------------------------------------- start and resume
+
+def in_process_group(args, body):
+    """``body(args, info)`` in this process's group (torchrun, deepspeed, or one process);
+    every process ends it together."""
+    info = D.init_distributed(args.device, getattr(args, "local_rank", None))
+    try:
+        result = body(args, info)
+        D.barrier(info)  # end together: a gloo rank leaving early can abort a peer still in a collective
+        return result
+    finally:
+        D.cleanup()
+
+
+def start_run(args, info: D.DistInfo) -> tuple:
+    """Seeds, the output folder (rank 0 makes it) and the run's log: (output dir or None, log)."""
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    out = Path(args.output_dir) if args.output_dir else None
+    if out and info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    D.barrier(info)
+    log = RunLog(out, info.is_main)
+    if info.distributed:
+        log(f"distributed: {info.world_size} processes ({'DeepSpeed' if use_deepspeed(args) else 'DDP'}, "
+            f"{torch.distributed.get_backend()}), {args.batch_size} samples per process and micro-batch")
+    return out, log
+
 
 #: flags whose change between the interrupted run and its continuation changes the result
 RESUME_SENSITIVE = ("dataset", "task", "mt5_model", "use_descriptions", "text_fusion_type", "batch_size",
                     "gradient_accumulation_steps", "epochs", "lr", "min_lr", "warmup_epochs", "weight_decay",
                     "seed", "max_length", "max_samples", "label_smoothing", "text_dropout_p",
-                    "text_dropout_sample_p", "gradient_clipping", "dtype", "zero_stage")
+                    "text_dropout_sample_p", "gradient_clipping", "dtype", "zero_stage", "describe", "language",
+                    "frame_size", "fps", "desc_max_tokens", "rgb_support", "rgb_gate_init", "rgb_crop",
+                    "rgb_eval_sampling")
 
 
 def find_resume_state(args, out, log) -> dict | None:
@@ -326,43 +476,14 @@ def find_resume_state(args, out, log) -> dict | None:
     return state
 
 
-def _check_resume_args(saved: dict, args, info: D.DistInfo, log) -> None:
-    """Warn about flags that differ from the interrupted run's (its continuation will then
-    differ from an uninterrupted run)."""
-    now = vars(args)
-    changed = [f"--{k} {now.get(k)!r} (was {saved.get(k)!r})" for k in RESUME_SENSITIVE
-               if k in saved and k in now and saved.get(k) != _plain(now.get(k))]
-    if changed:
-        log("warning: resuming with other settings than the interrupted run: " + ", ".join(changed))
-
-
-def train(args) -> dict:
-    """Fine-tune; returns the final epoch's log entry (with the best metric)."""
-    info = D.init_distributed(args.device, getattr(args, "local_rank", None))
-    try:
-        result = _train(args, info)
-        D.barrier(info)  # end together: a gloo rank leaving early can abort a peer still in a collective
-        return result
-    finally:
-        D.cleanup()
-
-
-def _train(args, info: D.DistInfo) -> dict:
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    out = Path(args.output_dir) if args.output_dir else None
-    if out and info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    D.barrier(info)
-    log = RunLog(out, info.is_main)
-    if info.distributed:
-        log(f"distributed: {info.world_size} processes ({'DeepSpeed' if use_deepspeed(args) else 'DDP'}, "
-            f"{torch.distributed.get_backend()}), {args.batch_size} samples per process and micro-batch")
+def agreed_resume_state(args, out, info: D.DistInfo, log) -> dict | None:
+    """``find_resume_state`` on every rank (each reads the file itself); they must agree on
+    what they found, and a problem stops every rank together."""
     try:
         resumed, problem = find_resume_state(args, out, log), None
     except InputError as e:  # raised below on every rank together
         resumed, problem = None, str(e)
-    if info.distributed:  # every rank reads the file itself: they must agree on what they found
+    if info.distributed:
         found = D.all_gather_objects((problem, None if resumed is None else (resumed["path"], resumed["step"])), info)
         problem = next((p for p, _ in found if p), None)
         marks = [m for _, m in found]
@@ -372,153 +493,233 @@ def _train(args, info: D.DistInfo) -> dict:
                              "be on a file system that every process (every node) sees")
     if problem:
         raise InputError(problem)
-    describer = build_describer(args)
-    train_ds = build_dataset(args, "train", train=True, describer=describer)
-    val_split = eval_splits(args.dataset)[0]
-    val_ds = build_dataset(args, val_split, train=False, describer=describer)
-    if describer is not None:
-        log(describer.summary("train", train_ds.sample_ids()))
-        log(describer.summary(val_split, val_ds.sample_ids()))
-    model, cfg = build_run_model(args, info, log)
-    warm_text_cache(model, describer, train_ds.sample_ids() + val_ds.sample_ids(), log)
-    total, fusion = count_parameters(model)
-    log(f"model: {total / 1e6:.2f}M parameters" + (f", description fusion ({cfg.text_fusion_type}): "
-                                                     f"+{fusion / 1e6:.3f}M" if args.use_descriptions else ""))
+    return resumed
+
+
+def check_resume_args(saved: dict, args, log) -> None:
+    """Warn about flags that differ from the interrupted run's (its continuation will then
+    differ from an uninterrupted run)."""
+    now = vars(args)
+    changed = [f"--{k} {now.get(k)!r} (was {saved.get(k)!r})" for k in RESUME_SENSITIVE
+               if k in saved and k in now and saved.get(k) != plain(now.get(k))]
+    if changed:
+        log("warning: resuming with other settings than the interrupted run: " + ", ".join(changed))
+
+
+def restored_state(resumed: dict, info: D.DistInfo, log) -> tuple:
+    """(TrainState, world size of the interrupted run) from a last.pth, with this rank's RNG
+    states restored; after a change of the number of processes the epoch's sums are merged
+    (rank 0) and the epoch continues from its first unseen sample."""
+    saved_world = int(resumed.get("world_size", len(resumed.get("ranks", [])) or 1))
+    per_rank = resumed.get("ranks") or [{"rng": r} for r in resumed.get("rng", [])]
+    mine = per_rank[min(info.rank, len(per_rank) - 1)]
+    state = engine.TrainState(epoch=resumed["epoch"], step=resumed["step"], batch_in_epoch=resumed["batch_in_epoch"],
+                              best_metric=resumed.get("best_metric"),
+                              nonfinite_skipped=resumed.get("nonfinite_skipped", 0),
+                              history=list(resumed.get("history", [])))
+    if state.batch_in_epoch > 0 and saved_world == info.world_size:
+        state.epoch_sums = mine.get("epoch_sums")
+        state.epoch_skipped = list(mine.get("epoch_skipped", []))
+    elif state.batch_in_epoch > 0:
+        log(f"warning: the interrupted run had {saved_world} processes, this one {info.world_size}: "
+            "the epoch continues from its first unseen sample (not bit-identical to an uninterrupted run)")
+        if info.is_main:
+            state.epoch_sums = list(np.sum([r.get("epoch_sums") or [0.0] * len(engine.EPOCH_SUMS)
+                                            for r in per_rank], axis=0))
+            state.epoch_skipped = [s for r in per_rank for s in r.get("epoch_skipped", [])]
+    engine.set_rng_states(mine["rng"])
+    return state, saved_world
+
+
+# ----------------------------------------------------------------------------- train
+
+@dataclass
+class Trainer:
+    """Everything a training run holds between its epochs."""
+    args: object
+    info: D.DistInfo
+    log: RunLog
+    out: Path | None
+    cfg: object                 # the resolved ModelConfig (frozen)
+    text_encoder: dict | None   # identity of the description encoder, recorded in checkpoints
+    data: TrainData
+    model: object               # the model, wrapped (DDP / DeepSpeed engine) or not
+    stepper: engine.Stepper
+    state: engine.TrainState
+    ctx: engine.RunContext
+    saved_world: int            # processes of the run whose state this one continues
+
+    @property
+    def net(self):
+        return engine.unwrap(self.model)
+
+    def checkpoint(self, epoch: int, result=None) -> dict:
+        return checkpoint_dict(self.model, self.cfg, self.args, epoch, result, self.text_encoder)
+
+    def resumable_state(self) -> dict:
+        """Everything needed to continue exactly from here: the weights, the optimizer and
+        schedule, where the run is, and every rank's RNG states and epoch sums. Called on
+        every rank (it gathers); rank 0's return value is saved."""
+        state, info = self.state, self.info
+        stepper_state = self.stepper.state_dict()
+        if self.stepper.sharded:  # one partition of the optimizer state per rank, gathered on rank 0
+            stepper_state = {**stepper_state, "optimizer": D.gather_objects(_to_cpu(stepper_state["optimizer"]), info)}
+        per_rank = D.all_gather_objects({"rng": engine.rng_states(), "epoch_sums": state.epoch_sums,
+                                         "epoch_skipped": state.epoch_skipped}, info)
+        return {**self.checkpoint(state.epoch), "stepper": stepper_state, "step": state.step,
+                "batch_in_epoch": state.batch_in_epoch, "best_metric": state.best_metric,
+                "nonfinite_skipped": state.nonfinite_skipped, "history": state.history,
+                "world_size": info.world_size, "ranks": per_rank}
+
+
+def make_trainer(args, info, log, out, model, data: TrainData, resumed: dict | None) -> Trainer:
+    """Optimizer and Uni-Sign's schedule, SyncBatchNorm (--sync_bn, GPU processes), the
+    DDP/DeepSpeed wrapper, and the interrupted run's state when resuming."""
     optimizer = build_optimizer(model, args)
-    world_batches = -(-len(train_ds) // (args.batch_size * info.world_size))
-    steps_per_epoch = -(-world_batches // args.gradient_accumulation_steps)
-    scheduler = build_scheduler(optimizer, args, steps_per_epoch)
-    state = engine.TrainState()
+    batches = train_batches_per_epoch(len(data.train), args.batch_size, info.world_size)
+    scheduler = build_scheduler(optimizer, args, batches)
+    state, saved_world = engine.TrainState(), 1
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         log(f"resuming from {resumed['path']}: epoch {resumed['epoch']}, step {resumed['step']}, "
             f"batch {resumed['batch_in_epoch']} of that epoch")
-        _check_resume_args(resumed.get("args", {}), args, info, log)
-    wrapped, stepper = _wrap(model, args, info, optimizer, scheduler, steps_per_epoch, log)
-    saved_world = 1
+        check_resume_args(resumed.get("args", {}), args, log)
+    model = D.sync_batchnorm(model, args.sync_bn, info)
+    wrapped, stepper = wrap_model(model, args, info, optimizer, scheduler, log)
     if resumed is not None:
         stepper.load_state_dict(resumed["stepper"])
-        saved_world = int(resumed.get("world_size", len(resumed.get("ranks", [])) or 1))
-        per_rank = resumed.get("ranks") or [{"rng": r} for r in resumed.get("rng", [])]
-        mine = per_rank[min(info.rank, len(per_rank) - 1)]
-        state = engine.TrainState(epoch=resumed["epoch"], step=resumed["step"],
-                                  batch_in_epoch=resumed["batch_in_epoch"],
-                                  best_metric=resumed.get("best_metric"),
-                                  nonfinite_skipped=resumed.get("nonfinite_skipped", 0),
-                                  history=list(resumed.get("history", [])))
-        if state.batch_in_epoch > 0:
-            if saved_world == info.world_size:
-                state.epoch_sums = mine.get("epoch_sums")
-                state.epoch_skipped = list(mine.get("epoch_skipped", []))
-            else:  # other ranks: the epoch continues from the first unseen sample
-                log(f"warning: the interrupted run had {saved_world} processes, this one {info.world_size}: "
-                    "the epoch continues from its first unseen sample (not bit-identical to an uninterrupted run)")
-                if info.is_main:
-                    state.epoch_sums = list(np.sum([r.get("epoch_sums") or [0.0] * len(engine.EPOCH_SUMS)
-                                                    for r in per_rank], axis=0))
-                    state.epoch_skipped = [s for r in per_rank for s in r.get("epoch_skipped", [])]
-        engine.set_rng_states(mine["rng"])
+        state, saved_world = restored_state(resumed, info, log)
         if info.is_main and out:  # log.txt: the epochs of the saved state (later lines came after it)
-            atomic_write_text(out / "log.txt", "".join(json.dumps(_plain(e)) + "\n" for e in state.history))
-        del resumed
-    writer = make_writer(out, info, purge_step=state.step + 1 if state.step else None)
-    ctx = engine.RunContext(args=args, dist=info, output_dir=out, writer=writer, log=log,
-                            amp_dtype=amp_dtype(args, info.device))
-    net = engine.unwrap(wrapped)
+            atomic_write_text(out / "log.txt", "".join(json.dumps(plain(e)) + "\n" for e in state.history))
+    ctx = engine.RunContext(args=args, dist=info, output_dir=out, log=log, amp_dtype=amp_dtype(args, info.device),
+                            writer=make_writer(out, info, purge_step=state.step + 1 if state.step else None),
+                            sync_bn=D.uses_sync_batchnorm(args.sync_bn, info))
+    return Trainer(args, info, log, out, model.cfg, text_encoder_identity(args), data, wrapped, stepper, state,
+                   ctx, saved_world)
 
-    def resumable_state():
-        """Everything needed to continue exactly from here: the weights, the optimizer and
-        schedule, where the run is, and every rank's RNG states and epoch sums. Called on
-        every rank (it gathers); rank 0's return value is saved."""
-        stepper_state = stepper.state_dict()
-        if stepper.sharded:  # one partition of the optimizer state per rank, gathered on rank 0
-            shards = D.gather_objects(_to_cpu(stepper_state["optimizer"]), info)
-            stepper_state = {**stepper_state, "optimizer": shards}
-        per_rank = D.all_gather_objects({"rng": engine.rng_states(), "epoch_sums": state.epoch_sums,
-                                         "epoch_skipped": state.epoch_skipped}, info)
-        return {"model": net.state_dict(), "stepper": stepper_state,
-                "epoch": state.epoch, "step": state.step, "batch_in_epoch": state.batch_in_epoch,
-                "best_metric": state.best_metric, "nonfinite_skipped": state.nonfinite_skipped,
-                "history": state.history, "world_size": info.world_size, "ranks": per_rank,
-                "config": _plain(asdict(cfg)), "args": _plain(vars(args))}
 
-    entry = state.history[-1] if state.history else {}
-    max_steps = getattr(args, "max_steps", None)
-    if state.epoch >= args.epochs:
-        log(f"the run is already complete ({state.epoch} of {args.epochs} epochs); raise --epochs to train more")
-    while state.epoch < args.epochs and not (max_steps and state.step >= max_steps):
-        epoch = state.epoch
-        train_ds.set_epoch(epoch)
-        loader = build_loader(train_ds, args, info, train=True, generator_seed=args.seed + epoch)
-        loader.sampler.set_epoch(epoch)
-        loader.sampler.set_start_batch(state.batch_in_epoch, saved_world)
-        if saved_world != info.world_size and state.batch_in_epoch:
-            state.batch_in_epoch = loader.sampler.consumed // (args.batch_size * info.world_size)
-        saved_world = info.world_size
-        stats = engine.train_one_epoch(wrapped, loader, stepper, state, ctx, resumable_state)
-        D.broadcast_buffers(net, info)  # rank 0's BatchNorm statistics everywhere before evaluating
-        entry = {"epoch": epoch, "step": state.step, **stats, "lr": stepper.lr()}
-        every = max(1, getattr(args, "eval_every_epochs", 1))
-        if (epoch + 1) % every == 0 or epoch + 1 == args.epochs:
-            val_loader = build_loader(val_ds, args, info, train=False)
-            result = engine.evaluate(wrapped, val_loader, ctx, val_split)
-            name, value, higher = engine.main_metric(result, args.task)
-            entry.update({f"{val_split}_{k}": v for k, v in result.items()})
-            if engine.is_better(value, state.best_metric, higher):
-                state.best_metric = value
-                if info.is_main and out:
-                    atomic_save(checkpoint_dict(wrapped, cfg, args, epoch, result), out / "best_checkpoint.pth")
-                log(f"epoch {epoch}: new best {val_split} {name} {value:.2f}")
-            if writer:
-                for k, v in result.items():
-                    writer.add_scalar(f"{val_split}/{k}", v, epoch)
-        if writer:
-            writer.add_scalar("epoch/train_loss", stats["train_loss"], epoch)
-            if "mean_gate" in stats:
-                writer.add_scalar("epoch/mean_gate", stats["mean_gate"], epoch)
-                writer.add_scalar("epoch/described_frame_share", stats["described_frame_share"], epoch)
-            writer.flush()
-        entry["best_metric"] = state.best_metric
-        state.history.append(_plain(entry))
-        log(json.dumps(_plain(entry)))
-        if info.is_main and out:
-            with open(out / "log.txt", "a", encoding="utf-8") as f:
-                f.write(json.dumps(_plain(entry)) + "\n")
-            atomic_save(checkpoint_dict(wrapped, cfg, args, epoch), out / f"checkpoint_{epoch}.pth")
-        state.epoch, state.batch_in_epoch = epoch + 1, 0
-        state.epoch_sums, state.epoch_skipped = None, []
-        snapshot = resumable_state()
-        if info.is_main and out:
-            save_last(snapshot, out)
-        del snapshot
-        D.barrier(info)
+def epoch_loader(t: Trainer, epoch: int) -> DataLoader:
+    """The epoch's training loader, after the micro-batches the run already consumed."""
+    t.data.train.set_epoch(epoch)
+    loader = build_loader(t.data.train, t.args, t.info, train=True, generator_seed=t.args.seed + epoch)
+    loader.sampler.set_epoch(epoch)
+    loader.sampler.set_start_batch(t.state.batch_in_epoch, t.saved_world)
+    if t.saved_world != t.info.world_size and t.state.batch_in_epoch:
+        t.state.batch_in_epoch = loader.sampler.consumed // (t.args.batch_size * t.info.world_size)
+    t.saved_world = t.info.world_size
+    return loader
+
+
+def validate(t: Trainer, epoch: int) -> dict:
+    """Evaluate on the validation split; a new best metric writes best_checkpoint.pth."""
+    split, args = t.data.val_split, t.args
+    result = engine.evaluate(t.model, build_loader(t.data.val, args, t.info, train=False), t.ctx, split)
+    name, value, higher = engine.main_metric(result, args.task)
+    if engine.is_better(value, t.state.best_metric, higher):
+        t.state.best_metric = value
+        if t.info.is_main and t.out:
+            atomic_save(t.checkpoint(epoch, result), t.out / "best_checkpoint.pth")
+        t.log(f"epoch {epoch}: new best {split} {name} {value:.2f}")
+    if t.ctx.writer:
+        for k, v in result.items():
+            t.ctx.writer.add_scalar(f"{split}/{k}", v, epoch)
+    return {f"{split}_{k}": v for k, v in result.items()}
+
+
+def run_epoch(t: Trainer) -> dict:
+    """One epoch: train, validate when due, log, save; returns its log.txt entry."""
+    args, state, epoch = t.args, t.state, t.state.epoch
+    stats = engine.train_one_epoch(t.model, epoch_loader(t, epoch), t.stepper, state, t.ctx, t.resumable_state)
+    D.broadcast_buffers(t.net, t.info)  # rank 0's BatchNorm statistics everywhere before evaluating
+    entry = {"epoch": epoch, "step": state.step, **stats, "lr": t.stepper.lr()}
+    if (epoch + 1) % max(1, args.eval_every_epochs) == 0 or epoch + 1 == args.epochs:
+        entry.update(validate(t, epoch))
+    writer = t.ctx.writer
     if writer:
-        writer.close()
-    if info.distributed:
-        D.broadcast_buffers(net, info)
-        digest = D.check_replicas(net, info)
-        log(f"replicas: the {info.world_size} processes hold identical weights (sha256 {digest})")
-        entry = {**entry, "weights_sha256": digest}
-    if describer is not None and describer.invalid_files:
-        log(f"description files that could not be used (their samples trained without descriptions): "
-            f"{len(describer.invalid_files)}")
+        writer.add_scalar("epoch/train_loss", stats["train_loss"], epoch)
+        if "mean_gate" in stats:
+            writer.add_scalar("epoch/mean_gate", stats["mean_gate"], epoch)
+            writer.add_scalar("epoch/described_frame_share", stats["described_frame_share"], epoch)
+        writer.flush()
+    entry["best_metric"] = state.best_metric
+    state.history.append(plain(entry))
+    t.log(json.dumps(plain(entry)))
+    if t.info.is_main and t.out:
+        with open(t.out / "log.txt", "a", encoding="utf-8") as f:
+            f.write(json.dumps(plain(entry)) + "\n")
+        atomic_save(t.checkpoint(epoch), t.out / f"checkpoint_{epoch}.pth")
+    end_epoch(t)
     return entry
 
 
-def description_modes(args) -> list[bool]:
-    """descriptions_off values to evaluate: [False] (on), [True] (off) or both."""
-    if not args.use_descriptions:
-        return [False]
-    return {"on": [False], "off": [True], "both": [False, True]}[args.eval_descriptions]
+def training_over(t: Trainer) -> bool:
+    return t.state.epoch >= t.args.epochs or bool(t.args.max_steps and t.state.step >= t.args.max_steps)
 
 
-def checkpoint_dict(model, cfg, args, epoch, result=None) -> dict:
-    """Uni-Sign's checkpoint format plus plain-data extras (loadable with weights_only)."""
-    ckpt = {"model": engine.unwrap(model).state_dict(), "epoch": epoch,
-            "config": _plain(asdict(cfg)), "args": _plain(vars(args))}
-    if result is not None:
-        ckpt["metrics"] = _plain(result)
-    return ckpt
+def end_epoch(t: Trainer) -> None:
+    """Move the state to the next epoch and write last.pth, when the epoch ends at a step
+    boundary; when its last micro-batches wait for the next epoch's first step (Uni-Sign's
+    accumulation runs across epochs), last.pth stays the one of the epoch's last step (a
+    resumed run trains those micro-batches again). At the end of the run they are dropped,
+    as Uni-Sign never applies them."""
+    state = t.state
+    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+    state.epoch_sums, state.epoch_skipped = None, []
+    if state.pending and not training_over(t):
+        D.barrier(t.info)
+        return
+    state.pending = 0
+    snapshot = t.resumable_state()
+    if t.info.is_main and t.out:
+        save_last(snapshot, t.out)
+    del snapshot
+    D.barrier(t.info)
+
+
+def finish_run(t: Trainer, entry: dict) -> dict:
+    """Close the writer; with several processes check that they hold the same weights."""
+    if t.ctx.writer:
+        t.ctx.writer.close()
+    if t.info.distributed:
+        D.broadcast_buffers(t.net, t.info)
+        digest = D.check_replicas(t.net, t.info)
+        t.log(f"replicas: the {t.info.world_size} processes hold identical weights (sha256 {digest})")
+        entry = {**entry, "weights_sha256": digest}
+    describer = t.data.describer
+    if describer is not None and describer.invalid_files:
+        t.log(f"description files that could not be used (their samples trained without descriptions): "
+              f"{len(describer.invalid_files)}")
+    return entry
+
+
+def train(args) -> dict:
+    """Fine-tune; returns the final epoch's log entry (with the best metric). The describer's
+    settings are resolved first (``resolve_describer``): the checkpoints record them complete."""
+    return in_process_group(resolve_describer(args), _train)
+
+
+def _train(args, info: D.DistInfo) -> dict:
+    out, log = start_run(args, info)
+    resumed = agreed_resume_state(args, out, info, log)
+    checkpoint = read_checkpoint(args)
+    cfg = resolve_model_config(args, checkpoint, args.finetune)  # once: train takes its settings from its flags
+    backbone = rgb_backbone(args, checkpoint, cfg, log)  # before any work: it may be unavailable offline
+    data = training_data(args, log)
+    model, cfg = build_run_model(args, info, log, checkpoint, cfg, training=True, backbone=backbone)
+    del backbone
+    del checkpoint
+    warm_text_cache(model, data.describer, data.sample_ids(), log)
+    total, fusion = count_parameters(model)
+    log(f"model: {total / 1e6:.2f}M parameters" + (f", description fusion ({cfg.text_fusion_type}): "
+                                                     f"+{fusion / 1e6:.3f}M" if cfg.use_descriptions else ""))
+    t = make_trainer(args, info, log, out, model, data, resumed)
+    del resumed
+    entry = t.state.history[-1] if t.state.history else {}
+    if training_over(t):
+        log(f"the run is already complete ({t.state.epoch} of {args.epochs} epochs); raise --epochs to train more")
+    while not training_over(t):
+        entry = run_epoch(t)
+    return finish_run(t, entry)
 
 
 def _to_cpu(obj):
@@ -535,50 +736,39 @@ def _to_cpu(obj):
     return obj
 
 
-def _plain(obj):
-    """Only plain types (so weights_only loading and json both accept it)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    return str(obj)
-
-
 # ----------------------------------------------------------------------------- evaluate
+
+def description_modes(args) -> list[bool]:
+    """descriptions_off values to evaluate: [False] (on), [True] (off) or both."""
+    if not args.use_descriptions:
+        return [False]
+    return {"on": [False], "off": [True], "both": [False, True]}[args.eval_descriptions]
+
 
 def evaluate(args) -> dict:
     """--eval: dev then test (How2Sign: test); with descriptions, also (or only) with every
-    frame masked (--eval_descriptions both|off, results under "<split>_nodesc").
-    Returns {split: metrics}."""
-    info = D.init_distributed(args.device, getattr(args, "local_rank", None))
-    try:
-        result = _evaluate(args, info)
-        D.barrier(info)  # end together: a gloo rank leaving early can abort a peer still in a collective
-        return result
-    finally:
-        D.cleanup()
+    frame masked (--eval_descriptions both|off, results under "<split>_nodesc"). The settings
+    of --finetune's checkpoint apply to the flags not given. Returns {split: metrics}."""
+    return in_process_group(args, _evaluate)
 
 
 def _evaluate(args, info: D.DistInfo) -> dict:
-    torch.manual_seed(args.seed)
-    out = Path(args.output_dir) if args.output_dir else None
-    if out and info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    D.barrier(info)
-    log = RunLog(out, info.is_main)
-    describer = build_describer(args)
-    model, cfg = build_run_model(args, info, log)
+    out, log = start_run(args, info)
+    checkpoint = read_checkpoint(args)
+    if checkpoint is not None:
+        args = apply_checkpoint_settings(args, checkpoint, args.finetune, log)
+        check_text_encoder(args, checkpoint, args.finetune, log)
+    describer = build_describer(args, log)
+    model, _ = build_run_model(args, info, log, checkpoint)
+    del checkpoint
     ctx = engine.RunContext(args=args, dist=info, output_dir=out, log=log, amp_dtype=amp_dtype(args, info.device))
-    results, datasets = {}, {}
-    for split in eval_splits(args.dataset):
-        datasets[split] = ds = build_dataset(args, split, train=False, describer=describer)
-        if describer is not None:
+    datasets = {split: build_dataset(args, split, train=False, describer=describer) for split in eval_splits(args.dataset)}
+    if describer is not None:
+        tell_pose_files(describer, datasets.values(), args.trust_pickles)
+        for split, ds in datasets.items():
             log(describer.summary(split, ds.sample_ids()))
     warm_text_cache(model, describer, [i for ds in datasets.values() for i in ds.sample_ids()], log)
+    results = {}
     for split, ds in datasets.items():
         loader = build_loader(ds, args, info, train=False)
         for off in description_modes(args):
@@ -587,5 +777,5 @@ def _evaluate(args, info: D.DistInfo) -> dict:
             res = engine.evaluate(model, loader, ctx, split, descriptions_off=off, tag=tag)
             res["time_s"] = time.time() - t0
             results[split + tag] = res
-            log(f"{split}{' (descriptions off)' if off else ''}: " + json.dumps(_plain(res)))
+            log(f"{split}{' (descriptions off)' if off else ''}: " + json.dumps(plain(res)))
     return results
