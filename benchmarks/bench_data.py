@@ -1,24 +1,23 @@
 """Data pipeline speed: signfuse's array operations vs a per-frame Python loop.
 
-    python benchmarks/bench_data.py            # 100 files of 200 frames, best of 5
-    python benchmarks/bench_data.py --quick    # CI: 10 files, 1 repeat
+    python benchmarks/bench_data.py --clock process   # 100 files of 200 frames, best of 5
+    python benchmarks/bench_data.py --quick           # CI: 10 files, 1 repeat
 
 Per sample: read the pose file, pick the frames, split the parts and normalise them
 (unisign-compat.md sections 1-3). The loop version below is written the way Uni-Sign's
 loader does it (a Python loop over frames per part, Python min/max over the box points);
 the two must give the same arrays, which the benchmark checks before timing them. It
-prints samples per second of both, the ratio, the machine and the settings.
+prints samples per second of both and the ratio, and writes them with the machine and the
+settings to docs/results/bench_data.json (``--out``).
 """
 import argparse
-import os
 import pickle
-import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from common import CLOCK_HELP, CLOCKS, add_out_arg, machine_info, machine_line, write_result
 from signfuse.data.pose import load_pose
 from signfuse.data.sampler import sample_frames
 from signfuse.data.transforms import PART_NAMES, normalize_parts, split_parts
@@ -119,19 +118,45 @@ def write_pose_files(folder, count, frames, persons, seed):
     return paths
 
 
-def rates(fns, inputs, repeats):
-    """Best samples-per-second of each ``fn(*args)`` over ``repeats`` passes through ``inputs``.
+def rates(fns, inputs, repeats, clock="wall"):
+    """Best samples-per-second of each ``fn(*args)`` over ``repeats`` passes through ``inputs``,
+    on ``clock`` (see common.CLOCKS).
 
     The functions take turns within each pass, so that a busy machine slows them alike.
     """
+    now = CLOCKS[clock]
     best = [0.0] * len(fns)
     for _ in range(repeats):
         for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
+            t0 = now()
             for args in inputs:
                 fn(*args)
-            best[i] = max(best[i], len(inputs) / (time.perf_counter() - t0))
+            best[i] = max(best[i], len(inputs) / (now() - t0))
     return best
+
+
+def check_equal(paths, max_length):
+    """Both pipelines give the same arrays (atol 1e-6) on every file, before any timing."""
+    for path in paths:
+        want, got = loop_pipeline(path, max_length), vector_pipeline(path, max_length)
+        for name in PART_NAMES:
+            assert got[name].dtype == np.float32 and got[name].shape == want[name].shape, name
+            np.testing.assert_allclose(got[name], want[name], atol=1e-6, rtol=0, err_msg=f"{path} {name}")
+
+
+def measure(args) -> dict:
+    """{what: (loop samples/s, signfuse samples/s)} for the whole pipeline and normalising alone."""
+    with tempfile.TemporaryDirectory() as folder:
+        paths = write_pose_files(folder, args.samples, args.frames, args.persons, args.seed)
+        check_equal(paths, args.max_length)
+        runs = [(path, args.max_length) for path in paths]
+        whole = rates([loop_pipeline, vector_pipeline], runs, args.repeats, args.clock)
+        # the split+normalise step alone, on frames already in memory (the same for both)
+        poses = [load_pose(path) for path in paths]
+        frames = [(p.keypoints[:, None], p.scores[:, None]) for p in poses]  # (T, 1, 133, 2), (T, 1, 133)
+        alone = rates([lambda k, s: loop_parts(list(k), list(s)), lambda k, s: vector_parts(k[:, 0], s[:, 0])],
+                      frames, args.repeats, args.clock)
+    return {"load + sample + split + normalise": whole, "split + normalise only": alone}
 
 
 def main():
@@ -141,36 +166,32 @@ def main():
     parser.add_argument("--persons", type=int, default=1, help="persons per frame")
     parser.add_argument("--max_length", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5, help="passes; the best is reported")
+    parser.add_argument("--clock", default="wall", choices=CLOCKS, help=CLOCK_HELP)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="10 files, 1 repeat (for CI)")
+    add_out_arg(parser, "data")
     args = parser.parse_args()
     if args.quick:
         args.samples, args.repeats = 10, 1
+    info = machine_info()
+    measured = measure(args)
 
-    with tempfile.TemporaryDirectory() as folder:
-        paths = write_pose_files(folder, args.samples, args.frames, args.persons, args.seed)
-        for path in paths:  # same arrays from both before any timing
-            want, got = loop_pipeline(path, args.max_length), vector_pipeline(path, args.max_length)
-            for name in PART_NAMES:
-                assert got[name].dtype == np.float32 and got[name].shape == want[name].shape, name
-                np.testing.assert_allclose(got[name], want[name], atol=1e-6, rtol=0, err_msg=f"{path} {name}")
-        runs = [(path, args.max_length) for path in paths]
-        loop, vector = rates([loop_pipeline, vector_pipeline], runs, args.repeats)
-        # the split+normalise step alone, on frames already in memory (the same for both)
-        poses = [load_pose(path) for path in paths]
-        frames = [(p.keypoints[:, None], p.scores[:, None]) for p in poses]  # (T, 1, 133, 2), (T, 1, 133)
-        loop_only, vector_only = rates(
-            [lambda k, s: loop_parts(list(k), list(s)), lambda k, s: vector_parts(k[:, 0], s[:, 0])],
-            frames, args.repeats)
-
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}")
+    figures = {"samples_per_s": {what: {"per-frame loop": round(loop, 1), "signfuse": round(vector, 1),
+                                        "speed_up": round(vector / loop, 1)}
+                                 for what, (loop, vector) in measured.items()},
+               "outputs_equal": "atol 1e-6 on every file"}
+    settings = {"samples": args.samples, "frames": args.frames, "persons": args.persons,
+                "max_length": args.max_length, "repeats": args.repeats, "statistic": "best pass",
+                "clock": args.clock, "seed": args.seed, "quick": args.quick, "processes": 1}
+    write_result(args.out, figures, settings, info)
+    print(machine_line(info))
     print(f"settings: {args.samples} pose files x {args.frames} frames x {args.persons} person(s), "
-          f"max_length {args.max_length}, best of {args.repeats}, one process")
+          f"max_length {args.max_length}, best of {args.repeats}, one process, {args.clock} clock")
     print("outputs: equal (atol 1e-6) on every file")
     print(f"{'samples/s':<40}{'per-frame loop':>16}{'signfuse':>12}{'speed-up':>10}")
-    print(f"{'load + sample + split + normalise':<40}{loop:>16.1f}{vector:>12.1f}{vector / loop:>9.1f}x")
-    print(f"{'split + normalise only':<40}{loop_only:>16.1f}{vector_only:>12.1f}{vector_only / loop_only:>9.1f}x")
+    for what, f in figures["samples_per_s"].items():
+        print(f"{what:<40}{f['per-frame loop']:>16.1f}{f['signfuse']:>12.1f}{f['speed_up']:>9.1f}x")
+    print(f"written: {args.out}")
 
 
 if __name__ == "__main__":

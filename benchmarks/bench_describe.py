@@ -17,32 +17,20 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import json  # noqa: E402
 import pickle  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from common import machine_info, machine_line, write_result  # noqa: E402
 from signfuse.data.synthetic import build_lexicon, render_sample  # noqa: E402
 from signfuse.describe.command import describe_file  # noqa: E402
 from signfuse.describe.rules import RulesDescriber, rules_settings  # noqa: E402
 
 FRAMES = 100
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_videos(n: int, seed: int = 0) -> list:
@@ -78,6 +66,7 @@ def main(argv=None) -> dict:
     p.add_argument("--language", default="en", choices=("en", "zh"))
     p.add_argument("--out", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
+    info = machine_info()
 
     settings = rules_settings("Synthetic", language=args.language)
     describer = RulesDescriber(settings)
@@ -93,26 +82,20 @@ def main(argv=None) -> dict:
                                   files, args.repeats)
         segments = [len(json.loads(f.with_suffix(".json").read_text())["segments"]) for f in files]
 
-    result = {
-        "command": "python benchmarks/bench_describe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": datetime.date.today().isoformat(),
-        "cpu": cpu_model(), "cpus": os.cpu_count(), "threads": 1,
-        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(), "numpy": np.__version__,
-        "videos": args.videos, "frames_per_video": FRAMES, "settings": settings,
-        "segments_per_video": round(float(np.mean(segments)), 1),
-        "describe_videos_per_s_per_core": round(describe_rate, 1),
-        "command_videos_per_s_per_core": round(command_rate, 1),
-    }
-    print(f"machine: {result['cpu']}, {result['cpus']} CPUs, 1 thread, load average {result['load_average']}, "
-          f"Python {result['python']}, NumPy {result['numpy']}")
-    print(f"settings: {settings}; {args.videos} videos of {FRAMES} frames, "
-          f"{result['segments_per_video']} segments per video; CPU time, best of {args.repeats}")
-    print(f"rules describer, keypoints in memory: {describe_rate:.1f} videos/s per core")
-    print(f"signfuse describe per video (read, hash, load, describe, write): {command_rate:.1f} videos/s per core")
+    figures = {"segments_per_video": round(float(np.mean(segments)), 1),
+               "describe_videos_per_s_per_core": round(describe_rate, 1),
+               "command_videos_per_s_per_core": round(command_rate, 1)}
+    run = {"videos": args.videos, "frames_per_video": FRAMES, "repeats": args.repeats, "statistic": "best pass",
+           "clock": "process", "describer": settings}
+    result = {"settings": run, "figures": figures}
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        result = write_result(args.out, figures, run, info, argv, __file__)
+    print(machine_line(info))
+    print(f"settings: {settings}; {args.videos} videos of {FRAMES} frames, "
+          f"{figures['segments_per_video']} segments per video; CPU time, best of {args.repeats}")
+    print(f"rules describer, keypoints in memory: {figures['describe_videos_per_s_per_core']:.1f} videos/s per core")
+    print("signfuse describe per video (read, hash, load, describe, write): "
+          f"{figures['command_videos_per_s_per_core']:.1f} videos/s per core")
     return result
 
 

@@ -23,8 +23,8 @@
    lossless libx264rgb (qp 0, preset ultrafast) of 200 frames on a plain background, as
    ``make-synthetic --videos`` writes them.
 2. Training step (forward + backward; no optimizer step) of pose-only vs RGB-pose Uni_Sign at
-   Uni-Sign's widths (pose 64/128/256, mT5-base's d_model 768 from the spec's
-   mt5-base-config.json, 2 encoder + 2 decoder layers, vocabulary 32128, random weights, the
+   Uni-Sign's widths (pose 64/128/256, mT5-base's d_model 768 from
+   tests/data/mt5-base-config.json, 2 encoder + 2 decoder layers, vocabulary 32128, random weights, the
    tiny tokenizer; as bench_step.py), float32, train mode, T=64, ~10% of the frames of each hand
    with a crop, ``--rgb_gate_init small`` (a branch that learns; with Uni-Sign's zero gate autograd
    still computes the branch's gradients, as zeros). Check: with the gate set to zero, the
@@ -43,14 +43,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import hashlib  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -61,7 +56,7 @@ import PIL  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from common import build_language_model, pose_batch  # noqa: E402
+from common import build_language_model, command_line, machine_info, pose_batch, write_json  # noqa: E402
 from signfuse.data.hand_crops import (HAND_POINTS, HANDS, IMAGE_SIZE, MEAN, STD, RGBSettings, crop_hands,  # noqa: E402
                                       cut_hand, dummy_hand, hand_boxes, hand_item, load_hand_crops,
                                       select_positions, skeletons_norm)
@@ -75,7 +70,6 @@ try:
 except ImportError:
     decord = None
 
-REPO = Path(__file__).resolve().parents[1]
 MAX_LENGTH = 256  # Uni-Sign's --max_length: the pose sampler keeps at most this many frames
 # name -> (frames, size, codec, encoder options)
 VIDEOS = {
@@ -425,33 +419,10 @@ def measure_step(args, clock) -> dict:
 
 # ----------------------------------------------------------------------------- report
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_commit() -> tuple:
-    """(HEAD's commit, whether the working tree has uncommitted changes); (None, None) outside git."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None, None
-    return head.stdout.strip(), bool(status.stdout.strip())
-
-
 def machine() -> dict:
-    commit, dirty = git_commit()
-    return {"date": datetime.date.today().isoformat(), "commit": commit, "uncommitted_changes": dirty,
-            "cpu": cpu_model(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-            "niceness": os.nice(0), "load_average": [round(x, 2) for x in os.getloadavg()],
-            "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-            "av": av.__version__, "ffmpeg_libavcodec": ".".join(map(str, av.library_versions["libavcodec"])),
+    """common.machine_info() (date, commit, CPU, threads, load, versions) and the video stack's versions."""
+    return {**machine_info(), "av": av.__version__,
+            "ffmpeg_libavcodec": ".".join(map(str, av.library_versions["libavcodec"])),
             "decord": getattr(decord, "__version__", None), "pillow": PIL.__version__,
             "clock": "process (CPU time of this process, all its threads)"}
 
@@ -515,13 +486,11 @@ def main(argv=None) -> dict:
         args.steps, args.warmup = 2, 0
     torch.set_num_threads(1)
     clock = time.process_time
-    result = {"command": "python benchmarks/bench_rgb.py " + " ".join(sys.argv[1:] if argv is None else argv),
-              **machine(), "repeats": args.repeats}
+    result = {"command": command_line(argv, __file__), **machine(), "repeats": args.repeats}
     m = result
     print(f"machine: {m['cpu']}, {m['cpus']} CPUs, {m['threads']} torch thread, nice {m['niceness']}, load average "
           f"{m['load_average'][0]}, Python {m['python']}, torch {m['torch']}, PyAV {m['av']} (libavcodec "
-          f"{m['ffmpeg_libavcodec']}), decord {m['decord']}, Pillow {m['pillow']}; commit {m['commit']}"
-          f"{' + uncommitted changes' if m['uncommitted_changes'] else ''}")
+          f"{m['ffmpeg_libavcodec']}), decord {m['decord']}, Pillow {m['pillow']}; commit {m['commit']}")
     if decord is None:
         print("decord is not installed (pip install decord, or the 'bench' extra): measuring signfuse's path only")
     print(f"settings: CPU time (time.process_time), single-threaded decoding, pose sampler max_length {MAX_LENGTH} "
@@ -535,8 +504,7 @@ def main(argv=None) -> dict:
         print_step(result["step"])
     result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        write_json(args.out, result)
     return result
 
 

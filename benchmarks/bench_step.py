@@ -1,12 +1,12 @@
 """Training-step time and peak memory: pose-only vs gating vs cross-attention, online vs store.
 
-    python benchmarks/bench_step.py            # B=8, T=256, d_model 768; on CPU 2 layers, vocab 32128
+    python benchmarks/bench_step.py --threads 1 --clock process   # B=8, T=256, d_model 768; on CPU 2 layers, vocab 32128
     python benchmarks/bench_step.py --full     # mT5-base: 12 layers, vocab 250112
     python benchmarks/bench_step.py --quick    # CI: B=2, T=64, 1 layer, vocab 8192, 2 steps
 
 A training step is what fine-tuning does: forward, label-smoothed loss, backward, gradient
 clipping (1.0), AdamW step (bf16 autocast on GPU, float32 on CPU). Models: Uni_Sign with
-mT5-base's width (the spec's mt5-base-config.json, random weights, the tiny tokenizer), the
+mT5-base's width (tests/data/mt5-base-config.json, random weights, the tiny tokenizer), the
 pose encoder at Uni-Sign's widths. Descriptions: about one described frame in 8, the frames
 between interpolated. "online": the frozen text encoder (same shape as mT5's encoder, its own
 weights) with its cache cleared before every step (the first epoch: every text new);
@@ -15,7 +15,8 @@ weights) with its cache cleared before every step (the first epoch: every text n
 Time: every variant built in this one process around one shared mT5, their steps
 interleaved round by round (drift hits all alike), median per variant. Memory: each variant
 alone in a fresh child process of this script: CUDA max_memory_allocated on GPU; on CPU the
-peak resident set size (/proc VmHWM) minus the RSS after imports.
+peak resident set size (/proc VmHWM) minus the RSS after imports. Prints the figures and writes
+them with the machine and the settings to docs/results/bench_step.json (``--out``).
 """
 import argparse
 import json
@@ -25,9 +26,9 @@ import tempfile
 
 import torch
 
-from common import (CLOCK_HELP, CLOCKS, VARIANTS, build_language_model, build_text_encoder, build_variant,
-                    description_pool, machine_line, median_ms, peak_rss_bytes, pick_device,
-                    rss_bytes, set_threads, synthetic_batch, timed, write_pool_store)
+from common import (CLOCK_HELP, CLOCKS, VARIANTS, add_out_arg, build_language_model, build_text_encoder, build_variant,
+                    description_pool, machine_info, machine_line, median_ms, peak_rss_bytes, pick_device,
+                    rss_bytes, set_threads, synthetic_batch, timed, write_pool_store, write_result)
 
 TARGETS = {"gating + store": 0.05, "cross_attn + store": 0.15}  # slower than pose-only, at most
 MiB = 2 ** 20
@@ -113,13 +114,13 @@ def time_variants(models, optimizers, batch, args, device) -> dict:
     times = {n: [] for n in names}
     for r in range(args.warmup + args.steps):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            t = timed(lambda: train_step(models[name], optimizers[name], batch, device), device, args.clock)
+            t = timed(lambda name=name: train_step(models[name], optimizers[name], batch, device), device, args.clock)
             if r >= args.warmup:
                 times[name].append(t)
     return times
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--frames", type=int, default=256)
@@ -135,21 +136,18 @@ def main():
     parser.add_argument("--clock", default="wall", choices=CLOCKS, help=CLOCK_HELP)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="B=2, T=64, 1 layer, vocab 8192, 2 steps (CI)")
+    add_out_arg(parser, "step")
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--_store", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    device = pick_device(args.device)
-    set_threads(args.threads)
     if args.quick:
         args.batch, args.frames, args.pool, args.steps = 2, 64, 50, 2
         args.layers, args.vocab = args.layers or 1, args.vocab or 8192
-    gpu = device.type == "cuda"
-    args.layers = 12 if args.full else args.layers or (12 if gpu else 2)
-    args.vocab = 250112 if args.full else args.vocab or (250112 if gpu else 32128)
-    if args._child:
-        print(json.dumps(memory_child(args, device)))
-        return
+    return args
 
+
+def measure(args, device) -> dict:
+    """Times, added parameters, memory and the initial loss of every variant."""
     with tempfile.TemporaryDirectory() as folder:
         args.folder = folder
         models, optimizers, batch, shared, store_path = setup(args, device)
@@ -163,35 +161,72 @@ def main():
         models.clear()  # free them before the memory runs
         optimizers.clear()
         memory = {} if args.no_memory else {n: measure_memory(args, n, store_path) for n in names}
+    return {"times": times, "added": added, "memory": memory, "loss0": loss0,
+            "distinct_texts": len(batch["desc_texts"]), "config": shared["config"], "source": shared["source"]}
 
-    config = shared["config"]
-    reduced = []
-    if config["num_layers"] != 12:
-        reduced.append(f"{config['num_layers']} layers instead of 12")
-    if config["vocab_size"] != 250112:
-        reduced.append(f"vocabulary {config['vocab_size']} instead of 250112")
-    print(machine_line(device))
+
+def figures_of(m: dict) -> dict:
+    """The result file's figures: per variant ms/step, % vs pose-only, memory, added parameters."""
+    base_t, base_m = median_ms(m["times"]["pose-only"]), m["memory"].get("pose-only")
+    variants = {}
+    for name, times in m["times"].items():
+        t = median_ms(times)
+        v = {"ms_per_step": round(t, 1), "vs_pose_only_percent": round((t / base_t - 1) * 100, 1),
+             "added_parameters": m["added"][name], "ms_all": [round(1000 * x, 1) for x in times]}
+        if m["memory"]:
+            v.update(peak_mib=round(m["memory"][name]), added_mib=round(m["memory"][name] - base_m))
+        variants[name] = v
+    targets = {name: {"at_most_percent": 100 * limit, "met": variants[name]["vs_pose_only_percent"] < 100 * limit}
+               for name, limit in TARGETS.items()}
+    return {"variants": variants, "targets": targets, "loss_at_init": round(m["loss0"], 4),
+            "check": "at initialisation every variant's loss equals pose-only's (eval mode)"}
+
+
+def main():
+    args = parse_args()
+    device = pick_device(args.device)
+    set_threads(args.threads)
+    gpu = device.type == "cuda"
+    args.layers = 12 if args.full else args.layers or (12 if gpu else 2)
+    args.vocab = 250112 if args.full else args.vocab or (250112 if gpu else 32128)
+    if args._child:
+        print(json.dumps(memory_child(args, device)))
+        return
+    info = machine_info(device)
+    m = measure(args, device)
+
+    config, figures = m["config"], figures_of(m)
+    reduced = [f"{config['num_layers']} layers instead of 12"] * (config["num_layers"] != 12)
+    reduced += [f"vocabulary {config['vocab_size']} instead of 250112"] * (config["vocab_size"] != 250112)
+    memory_kind = ("CUDA max_memory_allocated" if gpu else "peak RSS (VmHWM) - RSS after imports") + \
+        ", each variant alone in a fresh process"
+    settings = {"batch": args.batch, "frames": args.frames, "target_words": 12, "described_frames": "~1 in 8",
+                "pool": args.pool, "distinct_texts": m["distinct_texts"],
+                "model": {"config": m["source"], "d_model": config["d_model"], "layers": config["num_layers"],
+                          "vocab": config["vocab_size"], "weights": "random"},
+                "dtype": "bf16 autocast" if gpu else "float32", "device": str(device), "steps": args.steps,
+                "warmup": args.warmup, "statistic": "median, variants interleaved", "clock": args.clock,
+                "memory": memory_kind if m["memory"] else "skipped", "seed": args.seed, "quick": args.quick,
+                "reduced": reduced}
+    write_result(args.out, figures, settings, info)
+    print(machine_line(info))
     print(f"settings: B={args.batch}, T={args.frames}, 12-word targets, ~1 described frame in 8 "
-          f"(interpolated between), pool of {args.pool} texts, {len(batch['desc_texts'])} distinct "
-          f"texts in the batch; {'bf16 autocast' if gpu else 'float32'} on {device}; "
-          f"median of {args.steps} steps after {args.warmup} warm-up, variants interleaved, "
-          f"{args.clock} clock")
-    print(f"model: mT5-base shape from {shared['source']} (d_model {config['d_model']}), random "
+          f"(interpolated between), pool of {args.pool} texts, {m['distinct_texts']} distinct "
+          f"texts in the batch; {settings['dtype']} on {device}; median of {args.steps} steps after "
+          f"{args.warmup} warm-up, variants interleaved, {args.clock} clock")
+    print(f"model: mT5-base shape from {m['source']} (d_model {config['d_model']}), random "
           f"weights{', reduced: ' + ', '.join(reduced) if reduced else ''}; text encoder: same "
           f"encoder shape; tiny tokenizer; AdamW + clipping")
-    kind = "CUDA max_memory_allocated" if gpu else "peak RSS (VmHWM) - RSS after imports"
-    print(f"memory: {kind}, each variant alone in a fresh process" if memory else "memory: skipped")
-    print(f"check: at initialisation every variant's loss equals pose-only's ({loss0:.4f}, eval mode)")
-    base_t, base_m = median_ms(times["pose-only"]), memory.get("pose-only")
+    print(f"memory: {settings['memory']}")
+    print(f"check: at initialisation every variant's loss equals pose-only's ({figures['loss_at_init']:.4f}, eval mode)")
     print(f"{'variant':<22}{'ms/step':>10}{'vs pose-only':>14}{'peak MiB':>10}{'+MiB':>8}{'+params':>12}")
-    for name in names:
-        t = median_ms(times[name])
-        mem = f"{memory[name]:>10.0f}{memory[name] - base_m:>+8.0f}" if memory else f"{'-':>10}{'-':>8}"
-        print(f"{name:<22}{t:>10.1f}{(t / base_t - 1) * 100:>+13.1f}%{mem}{added[name]:>12,}")
-    for name, limit in TARGETS.items():
-        slower = median_ms(times[name]) / base_t - 1
-        print(f"target: {name} < {limit:.0%} slower than pose-only: {slower:+.1%} "
-              f"({'met' if slower < limit else 'NOT met'})")
+    for name, v in figures["variants"].items():
+        mem = f"{v['peak_mib']:>10}{v['added_mib']:>+8}" if m["memory"] else f"{'-':>10}{'-':>8}"
+        print(f"{name:<22}{v['ms_per_step']:>10.1f}{v['vs_pose_only_percent']:>+13.1f}%{mem}{v['added_parameters']:>12,}")
+    for name, t in figures["targets"].items():
+        print(f"target: {name} < {t['at_most_percent']:.0f}% slower than pose-only: "
+              f"{figures['variants'][name]['vs_pose_only_percent']:+.1f}% ({'met' if t['met'] else 'NOT met'})")
+    print(f"written: {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Description encoding for one batch: per-frame loop vs batched distinct texts vs the store.
 
-    python benchmarks/bench_text.py             # B=8, T=256, mT5-base width, 2 encoder layers on CPU
+    python benchmarks/bench_text.py --threads 1 --clock process   # B=8, T=256, mT5-base width, 2 encoder layers on CPU
     python benchmarks/bench_text.py --full      # all 12 layers of mT5-base
     python benchmarks/bench_text.py --quick     # CI: B=2, T=64, 1 layer, small vocabulary
 
@@ -13,8 +13,9 @@ Each method computes the batch's per-frame text features (B, T, D):
       and encoded in calls of up to 64 texts, then the per-frame weighted sums (frame_text_features);
   (c) the embedding store (signfuse precompute-text): lookups in the memory-mapped file.
 The three must give the same features (checked before timing). The encoder is an mT5-base
-sized encoder (the spec's mt5-base-config.json) with random weights; on CPU fewer layers
-by default. Prints the machine, the settings, median times and the ratios.
+sized encoder (tests/data/mt5-base-config.json) with random weights; on CPU fewer layers
+by default. Prints the median times and the ratios, and writes them with the machine and the
+settings to docs/results/bench_text.json (``--out``).
 """
 import argparse
 import tempfile
@@ -23,8 +24,8 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, MT5Config, MT5EncoderModel
 
-from common import (CLOCK_HELP, CLOCKS, description_batch, description_pool, machine_line, median_ms, mt5_base_config,
-                    pick_device, set_threads, timed)
+from common import (CLOCK_HELP, CLOCKS, add_out_arg, description_batch, description_pool, machine_info, machine_line,
+                    median_ms, mt5_base_config, pick_device, set_threads, timed, write_result)
 from signfuse.models.text_fusion import TINY_MT5_DIR, TextEncoder, frame_text_features, masked_mean
 from signfuse.models.text_store import EmbeddingStore, write_store
 
@@ -47,7 +48,7 @@ def loop_features(encoder, tokenizer, aligned_per_sample, T, max_tokens, device)
     return feats  # frames without text stay zero (no mask embedding here)
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--frames", type=int, default=256)
@@ -66,30 +67,31 @@ def main():
     parser.add_argument("--clock", default="wall", choices=CLOCKS, help=CLOCK_HELP)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="B=2, T=64, 1 layer, vocab 32128 (CI)")
+    add_out_arg(parser, "text")
     args = parser.parse_args()
-    device = pick_device(args.device)
-    set_threads(args.threads)
     if args.quick:
         args.batch, args.frames, args.pool, args.repeats = 2, 64, 50, 3
         args.layers = args.layers or 1
         args.vocab = args.vocab or 32128
-    layers = 12 if args.full else args.layers or (12 if device.type == "cuda" else 2)
+    return args
 
-    config, source = mt5_base_config(layers=layers, vocab=args.vocab)
+
+def build_encoder(args, device) -> tuple:
+    """(TextEncoder, its mT5 encoder, tokenizer, config, config source): mT5-base's shape, random weights."""
+    config, source = mt5_base_config(layers=args.layers, vocab=args.vocab)
     config.pop("tie_word_embeddings", None)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         encoder = MT5EncoderModel(MT5Config(**config)).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(TINY_MT5_DIR)
-    text_encoder = TextEncoder(encoder=encoder, tokenizer=tokenizer, hidden_dim=None,
-                               max_tokens=args.max_tokens)
+    text_encoder = TextEncoder(encoder=encoder, tokenizer=tokenizer, hidden_dim=None, max_tokens=args.max_tokens)
+    return text_encoder, encoder, tokenizer, config, source
 
-    pool = description_pool(args.pool, args.seed)
-    batch = description_batch(args.batch, args.frames, pool, args.every, args.seed)
+
+def measure(args, device, text_encoder, encoder, tokenizer, pool, batch) -> dict:
+    """{method: [seconds per call]} of the loop, batched, store and warm-cache paths, after
+    checking that they give the same features."""
     texts, index, weight = batch["desc_texts"], batch["desc_index"].to(device), batch["desc_weight"].to(device)
-    pairs = sum(len(p) for aligned in batch["aligned"] for p in aligned)
-    tokens = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=args.max_tokens)["input_ids"]]
-
     with tempfile.TemporaryDirectory() as folder:
         # the store holds the whole pool (as precompute-text would for a dataset)
         path = write_store(Path(folder) / "store.safetensors", pool,
@@ -113,35 +115,73 @@ def main():
         torch.testing.assert_close(loop(), want, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(from_store(), want, rtol=0, atol=1e-6)
 
-        t_loop = [timed(loop, device, args.clock) for _ in range(args.loop_repeats)]
-        t_batched, t_store = [], []
+        times = {"loop": [timed(loop, device, args.clock) for _ in range(args.loop_repeats)],
+                 "batched": [], "store": []}
         for _ in range(args.repeats):  # interleaved: drift hits both alike
-            t_batched.append(timed(batched, device, args.clock))
-            t_store.append(timed(from_store, device, args.clock))
+            times["batched"].append(timed(batched, device, args.clock))
+            times["store"].append(timed(from_store, device, args.clock))
         text_encoder.encode(texts)
-        t_warm = [timed(warm_cache, device, args.clock) for _ in range(args.repeats)]
+        times["warm cache"] = [timed(warm_cache, device, args.clock) for _ in range(args.repeats)]
+    return times
 
-    ms_loop, ms_batched, ms_store, ms_warm = (median_ms(t) for t in (t_loop, t_batched, t_store, t_warm))
-    vocab_note = "" if config["vocab_size"] == 250112 else " (reduced from mT5-base's 250112)"
-    print(machine_line(device))
+
+METHODS = {  # key -> (label, decimals of its ms)
+    "loop": ("(a) per-frame loop (one encoder call per frame text)", 1),
+    "batched": ("(b) batched distinct texts, cold cache", 2),
+    "store": ("(c) embedding store (memory-mapped lookups)", 3),
+    "warm cache": ("    (TextEncoder with a warm cache, reference)", 3),
+}
+
+
+def main():
+    args = parse_args()
+    device = pick_device(args.device)
+    set_threads(args.threads)
+    args.layers = 12 if args.full else args.layers or (12 if device.type == "cuda" else 2)
+    info = machine_info(device)
+    text_encoder, encoder, tokenizer, config, source = build_encoder(args, device)
+    pool = description_pool(args.pool, args.seed)
+    batch = description_batch(args.batch, args.frames, pool, args.every, args.seed)
+    texts = batch["desc_texts"]
+    pairs = sum(len(p) for aligned in batch["aligned"] for p in aligned)
+    tokens = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=args.max_tokens)["input_ids"]]
+    times = measure(args, device, text_encoder, encoder, tokenizer, pool, batch)
+
+    ms = {k: round(median_ms(times[k]), METHODS[k][1]) for k in METHODS}
+    calls = {"loop": pairs, "batched": -(-len(texts) // text_encoder.chunk_size), "store": 0, "warm cache": 0}
+    ratios = {"batched vs loop": (ms["loop"] / ms["batched"], TARGET_BATCHED),
+              "store vs batched": (ms["batched"] / ms["store"], TARGET_STORE)}
+    figures = {"ms_per_batch": ms, "encoder_calls": calls,
+               "ms_all": {k: [round(1000 * t, 3) for t in v] for k, v in times.items()},
+               "ratios": {k: round(r, 1) for k, (r, _) in ratios.items()},
+               "targets": {k: {"at_least": t, "met": r >= t} for k, (r, t) in ratios.items()},
+               "outputs_equal": "loop == batched (rtol/atol 1e-4), store == batched (atol 1e-6)"}
+    settings = {"batch": args.batch, "frames": args.frames, "every": args.every, "pool": args.pool,
+                "distinct_texts": len(texts), "frame_text_pairs": pairs,
+                "tokens_per_text": round(sum(tokens) / len(tokens), 1), "max_tokens": args.max_tokens,
+                "encoder": {"config": source, "d_model": config["d_model"], "layers": args.layers,
+                            "vocab": config["vocab_size"], "weights": "random", "dtype": "float32"},
+                "device": str(device), "repeats": args.repeats, "loop_repeats": args.loop_repeats,
+                "statistic": "median", "clock": args.clock, "seed": args.seed, "quick": args.quick,
+                "reduced": [f"{args.layers} layers instead of 12"] * (args.layers != 12)
+                + [f"vocabulary {config['vocab_size']} instead of 250112"] * (config["vocab_size"] != 250112)}
+    write_result(args.out, figures, settings, info)
+    print(machine_line(info))
     print(f"settings: B={args.batch}, T={args.frames}, ~1 described frame in {args.every}, "
           f"interpolated between; pool of {args.pool} texts; {len(texts)} distinct texts in the "
-          f"batch, {pairs} (frame, text) pairs; {sum(tokens) / len(tokens):.1f} tokens per text "
+          f"batch, {pairs} (frame, text) pairs; {settings['tokens_per_text']} tokens per text "
           f"(tiny tokenizer, max {args.max_tokens})")
-    print(f"encoder: mT5-base shape from {source}: d_model {config['d_model']}, {layers} layers"
-          f"{'' if layers == 12 else ' (reduced from 12)'}, vocab {config['vocab_size']}{vocab_note}, "
-          f"random weights, float32 on {device}; median of {args.repeats} runs "
-          f"({args.loop_repeats} for the loop)")
-    print("outputs: loop == batched (rtol/atol 1e-4), store == batched (atol 1e-6)")
+    print(f"encoder: mT5-base shape from {source}: d_model {config['d_model']}, {args.layers} layers, "
+          f"vocab {config['vocab_size']}{' (reduced: ' + ', '.join(settings['reduced']) + ')' if settings['reduced'] else ''}, "
+          f"random weights, float32 on {device}; median of {args.repeats} runs ({args.loop_repeats} for the loop)")
+    print(f"outputs: {figures['outputs_equal']}")
     print(f"{'method':<52}{'ms/batch':>12}{'calls':>8}   ({args.clock} clock)")
-    print(f"{'(a) per-frame loop (one encoder call per frame text)':<52}{ms_loop:>12.1f}{pairs:>8}")
-    calls = -(-len(texts) // text_encoder.chunk_size)  # chunks of texts of similar length
-    print(f"{'(b) batched distinct texts, cold cache':<52}{ms_batched:>12.2f}{calls:>8}")
-    print(f"{'(c) embedding store (memory-mapped lookups)':<52}{ms_store:>12.3f}{0:>8}")
-    print(f"{'    (TextEncoder with a warm cache, reference)':<52}{ms_warm:>12.3f}{0:>8}")
-    for what, ratio, target in (("batched vs loop", ms_loop / ms_batched, TARGET_BATCHED),
-                                ("store vs batched", ms_batched / ms_store, TARGET_STORE)):
+    for key, (label, decimals) in METHODS.items():
+        print(f"{label:<52}{ms[key]:>12.{decimals}f}{calls[key]:>8}")
+    for what, (_, target) in ratios.items():
+        ratio = figures["ratios"][what]
         print(f"{what}: {ratio:.1f}x (target >= {target:.0f}x: {'met' if ratio >= target else 'NOT met'})")
+    print(f"written: {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,18 @@
-"""Helpers shared by the benchmarks: machine line, mT5-base shape, synthetic batches, timing.
+"""Helpers shared by the benchmarks: the run's identity and result file, mT5-base shape,
+synthetic batches, timing.
 
 The benchmarks import it as ``from common import ...`` (they run as scripts from any folder:
-``python benchmarks/bench_text.py``).
+``python benchmarks/bench_text.py``). Each writes its figures to ``docs/results/bench_<name>.json``
+(``--out``) with ``write_result``: the command, commit, CPU, torch version, date, settings and figures.
 """
+import datetime
 import json
 import os
 import platform
+import shlex
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,32 +22,97 @@ import torch
 from signfuse.data.descriptions import TemporalAligner, collate_descriptions
 from signfuse.data.lexicon import DESCRIPTION_PHRASES, WORDS
 
-MT5_BASE_JSON = Path(__file__).resolve().parents[2] / "shared" / "spec" / "mt5-base-config.json"
-# The shape of google/mt5-base, used when the spec file above is absent.
-MT5_BASE = {
-    "architectures": ["MT5ForConditionalGeneration"], "d_ff": 2048, "d_kv": 64, "d_model": 768,
-    "decoder_start_token_id": 0, "dropout_rate": 0.1, "eos_token_id": 1,
-    "feed_forward_proj": "gated-gelu", "initializer_factor": 1.0, "is_encoder_decoder": True,
-    "layer_norm_epsilon": 1e-06, "model_type": "mt5", "num_decoder_layers": 12, "num_heads": 12,
-    "num_layers": 12, "pad_token_id": 0, "relative_attention_num_buckets": 32,
-    "tie_word_embeddings": False, "tokenizer_class": "T5Tokenizer", "vocab_size": 250112,
-}
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results"
+MT5_BASE_JSON = REPO / "tests" / "data" / "mt5-base-config.json"  # google/mt5-base's config.json (no weights)
 PART_POINTS = {"body": 9, "left": 21, "right": 21, "face_all": 18}
 
 
 def mt5_base_config(layers=None, vocab=None) -> tuple:
-    """(config dict, source line): mt5-base's shape, with ``layers`` encoder and decoder layers
+    """(config dict, source path): mt5-base's shape, with ``layers`` encoder and decoder layers
     and ``vocab`` tokens when given (None: the real 12 layers / 250112 tokens)."""
-    if MT5_BASE_JSON.is_file():
-        config, source = json.loads(MT5_BASE_JSON.read_text()), str(MT5_BASE_JSON)
-    else:
-        config, source = dict(MT5_BASE), "constant copy in benchmarks/common.py (spec file absent)"
-    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    config = {k: v for k, v in json.loads(MT5_BASE_JSON.read_text()).items() if not k.startswith("_")}
     if layers is not None:
         config["num_layers"] = config["num_decoder_layers"] = layers
     if vocab is not None:
         config["vocab_size"] = vocab
-    return config, source
+    return config, str(MT5_BASE_JSON.relative_to(REPO))
+
+
+# ----------------------------------------------------------------------------- the run's identity and result file
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo; the platform's processor string elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit():
+    """HEAD's commit, with "+dirty" when the working tree differs from it (result files under
+    docs/results/ aside); None outside a git checkout."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        head = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--", ".", ":(exclude)docs/results")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if changed else "")
+
+
+def load_average() -> list:
+    """The 1, 5 and 15 minute load averages (other processes competing for the CPUs)."""
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
+
+
+def machine_info(device=None) -> dict:
+    """Where and when a benchmark runs: date, commit, CPU model and count, torch threads,
+    niceness, load average now, versions (and the GPU when ``device`` is one)."""
+    info = {"date": datetime.date.today().isoformat(), "commit": git_commit(), "cpu": cpu_model(),
+            "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "niceness": os.nice(0) if hasattr(os, "nice") else None, "load_average": load_average(),
+            "platform": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__}
+    if device is not None and torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def command_line(argv=None, script=None) -> str:
+    """The benchmark's command, from the repository root: ``python benchmarks/bench_x.py ARGS``
+    (``argv``: the arguments given to ``main``, None: this process's; ``script``: the
+    benchmark's file, None: this process's)."""
+    script = Path(script or sys.argv[0]).resolve()
+    script = script.relative_to(REPO) if script.is_relative_to(REPO) else Path(script.name)
+    return shlex.join(["python", str(script), *(sys.argv[1:] if argv is None else argv)])
+
+
+def write_json(path, result: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_result(path, figures: dict, settings: dict, info: dict, argv=None, script=None) -> dict:
+    """Write ``{command, date, commit, cpu, ..., settings, figures, load_average_end}`` to ``path``
+    (JSON); ``info``: machine_info() taken when the run started; ``argv``, ``script``: see
+    command_line. Returns what it wrote."""
+    result = {"command": command_line(argv, script), **info, "settings": settings, "figures": figures,
+              "load_average_end": load_average()}
+    write_json(path, result)
+    return result
+
+
+def add_out_arg(parser, name: str) -> None:
+    """``--out FILE``: the result file (default docs/results/bench_<name>.json)."""
+    parser.add_argument("--out", default=str(RESULTS / f"bench_{name}.json"),
+                        help=f"result file (JSON; default docs/results/bench_{name}.json)")
 
 
 def pick_device(name=None) -> torch.device:
@@ -54,14 +125,13 @@ def set_threads(threads) -> None:
         torch.set_num_threads(threads)
 
 
-def machine_line(device: torch.device) -> str:
-    """Platform, CPUs, torch threads, GPU, versions, and the load average (other processes
-    competing for the CPUs make CPU timings noisy)."""
-    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return (f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} CPUs ({torch.get_num_threads()} torch threads){gpu}, "
-            f"Python {platform.python_version()}, torch {torch.__version__}{load}")
+def machine_line(info: dict) -> str:
+    """One line of machine_info(): CPU, threads, niceness, load average, versions, commit."""
+    gpu = f", GPU {info['gpu']}" if "gpu" in info else ""
+    load = info["load_average"][0] if info["load_average"] else "unknown"
+    return (f"machine: {info['cpu']}, {info['cpus']} CPUs ({info['threads']} torch threads){gpu}, "
+            f"nice {info['niceness']}, load average {load}, Python {info['python']}, "
+            f"torch {info['torch']}, NumPy {info['numpy']}; commit {info['commit']}")
 
 
 def sync(device: torch.device) -> None:

@@ -40,12 +40,13 @@ DATASET = "Synthetic"
 # defaults (30-90 frames, 80 % of the samples described, 3 invalid files) are kept, and
 # ``signfuse make-synthetic --samples N --seed S --n_signs 8 --split_fractions 0.6,0.1,0.3`` writes the
 # same data. A large test split (240 videos): the table's scores move little with the seed.
-# Text dropout (frame- and sample-level, docs/gate.md): the fused runs also train on frames and
-# whole samples with their descriptions dropped, so that they still translate as well as
-# pose-only when a video comes without any.
+# The path without descriptions is trained explicitly (docs/gate.md): text dropout drops
+# single frames' and whole samples' descriptions, and every step also takes the loss of the
+# same batch with every description masked (--desc_off_loss), so that the fused models still
+# translate as well as pose-only when a video comes without any.
 FULL = dict(samples=800, split=(0.6, 0.1, 0.3), n_signs=8, n_pairs=4, epochs=20, batch_size=16, max_length=16, lr=2e-3,
-            warmup_epochs=0.5, label_smoothing=0.1, text_dropout_p=0.1, text_dropout_sample_p=0.1, num_beams=1,
-            max_new_tokens=16, threads=1)
+            warmup_epochs=0.5, label_smoothing=0.1, text_dropout_p=0.1, text_dropout_sample_p=0.1, desc_off_loss=1.0,
+            num_beams=1, max_new_tokens=16, threads=1)
 QUICK = dict(FULL, samples=240, epochs=3)
 
 # (key, --text_fusion_type or None, table name), in the table's order; the runs start longest first
@@ -83,6 +84,7 @@ def run_flags(data_dir, output_dir, s: dict, seed: int, fusion=None, device: str
         flags += ["--use_descriptions", "--text_fusion_type", "gating" if fusion is True else str(fusion),
                   "--text_dropout_p", str(s["text_dropout_p"]),
                   "--text_dropout_sample_p", str(s["text_dropout_sample_p"])]
+        flags += ["--desc_off_loss", str(s["desc_off_loss"])] if s["desc_off_loss"] else []
     return flags
 
 
@@ -253,17 +255,16 @@ def gate_without_descriptions(eval_flags: list, name: str) -> np.ndarray:
     return out["gate"][0, :, 0].float().numpy()
 
 
-def _pick_sample(gates: dict, loader) -> str:
-    """The first test sample (by name) whose descriptions state a paired sign's cue on one of
-    its sampled frames, else the first with a described sampled frame."""
-    cues = {"mouth", "cheeks", "lips", "eyebrows", "head"}
-    described = [n for n in sorted(gates) if gates[n]["has_description"].sum() > 0]
-    for name in described:
-        texts = loader.descriptions(name)
-        sampled = {int(f) for f, h in zip(gates[name]["frame_indices"], gates[name]["has_description"], strict=True) if h > 0.5}
-        if any(str(texts.get(f, "")).split()[:1] and str(texts[f]).split()[0] in cues for f in sampled):
-            return name
-    return described[0] if described else sorted(gates)[0]
+def _pick_sample(gates: dict, describer) -> str:
+    """The first test sample (by name) with the most sampled frames described by a paired
+    sign's facial cue (the text only the descriptions give), else the first one."""
+    cues = ("mouth", "cheeks", "lips", "eyebrows", "head")
+
+    def cue_frames(name):
+        texts = describer.descriptions(name)
+        frames = gates[name]["frame_indices"][gates[name]["has_description"] > 0.5]
+        return sum(str(texts.get(int(f), "")).startswith(cues) for f in frames)
+    return max(sorted(gates), key=cue_frames)
 
 
 def _plot_gates(out: Path, data: Path, eval_flags: list, key: str = "gated") -> dict:
@@ -402,7 +403,28 @@ def format_table(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def readme_table(records: list) -> str:
+    """A Markdown table of ``--results`` files (one row per seed): BLEU-4 of every row of the
+    table (the fusions with their difference to pose-only), the gated model's mean gate on
+    exactly described and on undescribed frames, the total time."""
+    head = ("| seed | pose-only | gated | gated, descriptions off | cross-attention | cross-attention, descriptions off "
+            "| gate: exact / undescribed | total time |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in sorted(records, key=lambda r: r["seed"]):
+        base = r["rows"][ROWS[0]]["BLEU-4"]
+        cells = [str(r["seed"]), f"{base:.2f}"] + [f"{r['rows'][row]['BLEU-4']:.2f} ({r['rows'][row]['BLEU-4'] - base:+.1f})"
+                                                  for row in ROWS[1:]]
+        g = r["gates"]["gated"]
+        cells.append(f"{g['exact']['mean']:.3f} / {g['undescribed']['mean']:.3f}" if "undescribed" in g else "-")
+        cells.append(f"{r['times']['total']:.0f} s")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def cmd_demo(args) -> None:
+    if args.table:
+        print(readme_table([json.loads(Path(f).read_text(encoding="utf-8")) for f in args.table]))
+        return
     if getattr(args, "rgb", False):  # the RGB-pose branch instead (a separate, smaller demo)
         run_rgb_demo(args.out if args.out != "signfuse_demo" else "signfuse_demo_rgb", seed=args.seed,
                      device=args.device, verbose=args.verbose, samples=args.samples, epochs=args.epochs,
@@ -432,6 +454,8 @@ def register(sub) -> None:
                     help="also write the figures with the commit, CPU and torch version to FILE "
                          "(e.g. docs/results/demo-<seed>.json)")
     sp.add_argument("--verbose", action="store_true", help="show the runs' own logs and progress bars")
+    sp.add_argument("--table", nargs="+", default=None, metavar="FILE",
+                    help="print the Markdown table of --results files (the README's) and stop")
     sp.add_argument("--rgb", action="store_true",
                     help="instead: the RGB-pose branch end to end (videos, hand crops, EfficientNet-B0, the fusion "
                          "gate) with descriptions, on synthetic data with videos (run_rgb_demo; output signfuse_demo_rgb)")

@@ -5,16 +5,26 @@ sampling, generation, descriptions and their alignment, text encoder, RGB; see
 ``signfuse.training.settings``) apply to every flag not given, so that
 ``signfuse predict --finetune CKPT --pose P --description D`` gives what evaluation gave for
 that sample (a model trained with ``--describe rules`` needs no --description: its descriptions
-are made from the pose file, as in its evaluation). A given flag that differs from the checkpoint's value is used, and reported in
-one line on stderr. A Uni-Sign checkpoint (``{'model': state_dict}``) records nothing: its
-weights tell whether it fuses descriptions, and the flags' defaults apply.
+are made from the pose file, as in its evaluation). A given flag that differs from the
+checkpoint's value is used, and reported in one line on stderr. A Uni-Sign checkpoint
+(``{'model': state_dict}``) records nothing: its weights tell whether it fuses descriptions and
+whether it has the RGB branch (Uni-Sign's RGB-pose model; ``signfuse eval`` needs --rgb_support
+for it), and the flags' defaults apply.
 
-An RGB-pose checkpoint (trained with ``--rgb_support``; a Uni-Sign one needs the flag) also
-takes the sign video (``--video``): the hand crops of the frames evaluation would pick
-(``--rgb_eval_sampling``, the checkpoint's). ``predict_file(args, pose=...)`` translates a pose
-already in memory (``signfuse translate``).
+An RGB-pose checkpoint also takes the sign video (``--video``): the hand crops of the frames
+evaluation would pick (``--rgb_eval_sampling``, the checkpoint's).
+
+``Predictor(args)`` holds a checkpoint's model (built once, at its first prediction, after that
+prediction's inputs are checked), its text source, describer and device;
+``Predictor.predict(pose, name, video=None, details=None)`` translates one pose (``signfuse
+translate`` translates every video with one Predictor). ``predict_file(args, pose=None,
+details=None)`` is ``signfuse predict``. ``details`` (a dict) receives ``timings`` (seconds per
+stage: load, describe, rgb_crops, generate) and ``gates`` (``gate_summary``: None for a pose-only
+model).
 """
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -22,54 +32,182 @@ import torch
 from signfuse.data.dataset import collate_fn, make_item
 from signfuse.data.pose import PoseRecord, load_pose, pose_record
 from signfuse.errors import InputError, SampleError
-from signfuse.training.checkpoint import load_weights, safe_torch_load
+from signfuse.training.checkpoint import load_weights, safe_torch_load, state_dict_of
 from signfuse.training.settings import apply_checkpoint_settings, check_text_encoder, describer_settings, \
-    given_flags, resolve_model_config
+    given_flags, resolve_model_config, saved_settings
+
+STAGES = ("load", "describe", "rgb_crops", "generate")  # the timings a prediction reports (seconds)
 
 
 def warn(message: str) -> None:
     print(f"signfuse: {message}", file=sys.stderr)
 
 
-def predict_file(args, pose=None) -> str:
+def predict_file(args, pose=None, details=None) -> str:
     """The translation of ``args.pose`` (with ``args.video`` for an RGB-pose model) by the model
     of ``args.finetune``. ``pose``: the sample's pose already in memory (a PoseRecord, or the dict a
     pose file holds) instead of reading ``args.pose``, which then only names the sample.
+    ``details``: a dict that receives the timings and the gate summary (``Predictor.predict``).
 
     The inputs (checkpoint, pose file, description file, video) are read and checked before the
     model is built, so that a bad one stops the command at once."""
-    from signfuse.models.uni_sign import attach_text_source, build_model
-    from signfuse.training.distributed import pick_device
+    predictor = Predictor(args)
+    args = predictor.args
+    video = getattr(args, "video", None)
+    if video and not predictor.cfg.rgb_support and "video" in given_flags(args):
+        warn(f"warning: {args.finetune} has no RGB-branch weights (trained without --rgb_support): "
+             f"--video {video} is not used")
+    return predictor.predict(args.pose if pose is None else pose, str(args.pose), video=video, details=details)
 
-    checkpoint = safe_torch_load(args.finetune)
-    args = apply_checkpoint_settings(args, checkpoint, args.finetune, log=warn)
-    cfg = resolve_model_config(args, checkpoint, args.finetune)
-    device = pick_device(args.device)
+
+class Predictor:
+    """The model of a checkpoint (``args.finetune``), ready to translate poses: the checkpoint's
+    settings applied to ``args`` (``self.args``), its configuration, device and describer. The
+    model and its text source are built and loaded once, at the first prediction."""
+
+    def __init__(self, args):
+        start = time.perf_counter()
+        self.checkpoint = safe_torch_load(args.finetune)
+        args = apply_checkpoint_settings(args, self.checkpoint, args.finetune, log=warn)
+        self.args = rgb_from_weights(args, self.checkpoint)
+        self.cfg = resolve_model_config(self.args, self.checkpoint, args.finetune)
+        from signfuse.training.distributed import pick_device
+        self.device = pick_device(args.device)
+        self.describe = describer(self.args, self.cfg)  # reads --description now: a bad file stops here
+        self.model = None
+        self.load_seconds = time.perf_counter() - start
+
+    def load(self) -> None:
+        """Build the model, attach its text source, load the checkpoint's weights (once)."""
+        from signfuse.models.uni_sign import attach_text_source, build_model
+        start = time.perf_counter()
+        check_text_encoder(self.args, self.checkpoint, self.args.finetune, log=warn)
+        model = build_model(self.cfg, self.args.mt5_model)
+        if self.cfg.use_descriptions:
+            attach_text_source(model, self.args)
+        load_weights(model, self.args.finetune, log=lambda *_: None, checkpoint=self.checkpoint)
+        self.model, self.checkpoint = model.to(self.device).eval(), None  # the weights are in the model now
+        self.load_seconds += time.perf_counter() - start
+
+    def predict(self, pose, name: str, video=None, details: dict = None) -> str:
+        """The translation of one pose: a PoseRecord, the dict a pose file holds, or a pose file's
+        path; ``name`` names it in messages (its stem is the sample id); ``video``: the sign video
+        (an RGB-pose model's hand crops; not used by other models). ``details``: a dict that
+        receives ``timings`` ({stage: seconds}, STAGES; load is 0 once the model is built) and
+        ``gates`` (``gate_summary``)."""
+        timings = dict.fromkeys(STAGES, 0.0)
+        pose = as_pose_record(pose, name, getattr(self.args, "trust_pickles", False))
+        sample_id = Path(name).stem
+        describe = None if self.describe is None else timed(timings, "describe",
+                                                            lambda frames: self.describe(sample_id, pose, frames))
+        item = make_item(pose, name=sample_id, max_length=self.args.max_length, describe=describe)
+        with stage(timings, "rgb_crops"):
+            item.update(hand_crops(self.args, self.cfg, pose, item["frame_indices"], video, name))
+        if self.model is None:
+            self.load()
+            timings["load"] = self.load_seconds
+        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in collate_fn([item]).items()}
+        with stage(timings, "generate"), torch.no_grad(), RGBGates(self.model) as rgb:
+            self.model.last_gate = None
+            text = self.model.generate(batch, max_new_tokens=self.args.max_new_tokens,
+                                       num_beams=self.args.num_beams)[0]
+        if details is not None:
+            details["timings"] = timings
+            details["gates"] = gate_summary(self.model, batch, rgb.outputs)
+        return text
+
+
+def as_pose_record(pose, name: str, trust_pickles: bool = False) -> PoseRecord:
+    """A PoseRecord from a PoseRecord, a pose file's dict, or a pose file's path (one line on a bad one)."""
+    if isinstance(pose, PoseRecord):
+        return pose
     try:
-        if not isinstance(pose, PoseRecord):
-            pose = load_pose(args.pose, args.trust_pickles) if pose is None else pose_record(pose, args.pose)
+        return pose_record(pose, name) if isinstance(pose, dict) else load_pose(pose, trust_pickles)
     except SampleError as e:
         raise InputError(str(e)) from None
-    item = make_item(pose, name=Path(args.pose).stem, max_length=args.max_length,
-                     describe=describer(args, cfg, pose))
-    item.update(hand_crops(args, cfg, pose, item["frame_indices"]))
-
-    check_text_encoder(args, checkpoint, args.finetune, log=warn)
-    model = build_model(cfg, args.mt5_model)
-    if cfg.use_descriptions:
-        attach_text_source(model, args)
-    load_weights(model, args.finetune, log=lambda *_: None, checkpoint=checkpoint)
-    model.to(device).eval()
-    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collate_fn([item]).items()}
-    with torch.no_grad():
-        return model.generate(batch, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)[0]
 
 
-def describer(args, cfg, pose=None):
-    """frames -> (aligned, has_description) for the sample, or None for a model without
-    descriptions (a description file given to it is reported and not used). The sample's
-    descriptions: --description's file; else, with --describe rules (given, or the checkpoint's),
-    those the rules describer makes from ``pose`` (the loaded pose file); else none."""
+def rgb_from_weights(args, checkpoint):
+    """``args`` with ``rgb_support`` from the checkpoint's weights when it records no RGB setting
+    (Uni-Sign's ``{'model': state_dict}``) and the flag is not given: an RGB-pose checkpoint runs
+    its RGB branch, as its description-fusion weights tell whether it fuses descriptions."""
+    saved, _ = saved_settings(checkpoint, args.finetune)
+    if "rgb_support" in saved or "rgb_support" in given_flags(args):
+        return args
+    from signfuse.models.rgb_branch import has_rgb_weights
+    args.rgb_support = has_rgb_weights(state_dict_of(checkpoint, args.finetune))
+    return args
+
+
+@contextmanager
+def stage(timings: dict, name: str):
+    """Add the seconds the block takes to ``timings[name]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def timed(timings: dict, name: str, fn):
+    """``fn``, its seconds added to ``timings[name]``."""
+    def run(*a):
+        with stage(timings, name):
+            return fn(*a)
+    return run
+
+
+class RGBGates:
+    """While active, the outputs of an RGB-pose model's ``fusion_gate`` (one (n, 1, V) tensor per
+    hand that has crops, in the order the hands are fused); nothing for other models."""
+
+    def __init__(self, model):
+        self.module, self.outputs, self.handle = getattr(model, "fusion_gate", None), [], None
+
+    def __enter__(self):
+        if self.module is not None:
+            self.handle = self.module.register_forward_hook(lambda _m, _i, out: self.outputs.append(out.detach()))
+        return self
+
+    def __exit__(self, *exc):
+        if self.handle is not None:
+            self.handle.remove()
+        return False
+
+
+def gate_summary(model, batch: dict, rgb_outputs: list) -> dict | None:
+    """The gates of the last prediction (a batch of one sample), or None for a pose-only model.
+    ``text`` (description fusion): the gate's mean, min and max over the sample's frames, its mean
+    over the described frames (None when none is), and the share of described frames. ``rgb``
+    (RGB-pose): per hand, the fusion gate's mean over the hand's crops and their nodes, and the
+    number of frames with a crop (mean None when the hand has none)."""
+    text = rgb = None
+    if model.cfg.use_descriptions and model.last_gate is not None:
+        T = int(batch["attention_mask"][0].sum())
+        gate = model.last_gate[0, :T, 0].float()  # (T,)
+        described = batch["has_description"][0, :T, 0] > 0  # (T,)
+        text = {"mean": gate.mean().item(), "min": gate.min().item(), "max": gate.max().item(),
+                "mean_described": gate[described].mean().item() if described.any() else None,
+                "described_share": described.float().mean().item()}
+    if model.cfg.rgb_support:
+        from signfuse.models.rgb_branch import HANDS, valid_rows
+        T = batch["attention_mask"].shape[1]
+        fused = [hand for hand in HANDS if valid_rows(batch[f"{hand}_sampled_indices"], batch[f"{hand}_rgb_len"],
+                                                      1, T)[0].numel()]
+        if len(fused) != len(rgb_outputs):
+            raise RuntimeError(f"RGB gate: {len(rgb_outputs)} fusion_gate calls for the hands {fused}")
+        outputs = dict(zip(fused, rgb_outputs, strict=True))  # hand -> (n, 1, V)
+        rgb = {hand: {"mean": outputs[hand].float().mean().item() if hand in outputs else None,
+                      "frames": int(outputs[hand].shape[0]) if hand in outputs else 0} for hand in HANDS}
+    return None if text is None and rgb is None else {"text": text, "rgb": rgb}
+
+
+def describer(args, cfg):
+    """(sample_id, pose, frames) -> (aligned, has_description) for a sample, or None for a model
+    without descriptions (a description file given to it is reported and not used). The
+    descriptions: --description's file (read now; errors stop the command); else, with --describe
+    rules (given, or the checkpoint's), those the rules describer makes from ``pose``; else none
+    (every frame masked)."""
     if not cfg.use_descriptions:
         if args.description:
             warn(f"warning: {args.finetune} has no description-fusion weights (trained without "
@@ -79,28 +217,28 @@ def describer(args, cfg, pose=None):
         if args.describe == "rules" and "describe" in given_flags(args):
             raise InputError(f"--describe rules and --description {args.description}: give one of them "
                              "(rules: the descriptions are made from --pose)")
-        return single_file_describer(args.description, args.desc_alignment, args.max_gap)
+        from_file = single_file_describer(args.description, args.desc_alignment, args.max_gap)
+        return lambda sample_id, pose, frames: from_file(frames)
     rules = describer_settings(args)
     if rules is not None:
         from signfuse.data.descriptions import PoseDescriber
-        made = PoseDescriber(rules, args.desc_alignment, args.max_gap, warn=lambda message: warn(f"warning: {message}"))
-        return lambda frames: made.describe(Path(args.pose).stem, frames, pose=pose)
-    return lambda frames: ([[] for _ in frames], [0] * len(frames))  # no descriptions: every frame masked
+        # settings checked now, another rules version reported once; then one describer per pose
+        # (a PoseDescriber caches each sample id's texts: two videos may share a name)
+        PoseDescriber(rules, args.desc_alignment, args.max_gap, warn=lambda message: warn(f"warning: {message}"))
+        return lambda sample_id, pose, frames: PoseDescriber(rules, args.desc_alignment, args.max_gap).describe(
+            sample_id, frames, pose=pose)
+    return lambda sample_id, pose, frames: ([[] for _ in frames], [0] * len(frames))
 
 
-def hand_crops(args, cfg, pose, frames) -> dict:
-    """The RGB keys of the sample for an RGB-pose model (``hand_crops.load_hand_crops`` on
-    ``args.video``, evaluation's frame choice), else {} (a --video given to a pose-only model is
-    reported and not used). Any problem with the video stops the command in one line."""
-    video = getattr(args, "video", None)
+def hand_crops(args, cfg, pose, frames, video, name) -> dict:
+    """The RGB keys of the sample ``name`` for an RGB-pose model (``hand_crops.load_hand_crops`` on
+    ``video``, evaluation's frame choice), else {}. Any problem with the video stops the command
+    in one line."""
     if not cfg.rgb_support:
-        if video and "video" in given_flags(args):  # translate passes every video, unasked
-            warn(f"warning: {args.finetune} has no RGB-branch weights (trained without --rgb_support): "
-                 f"--video {video} is not used")
         return {}
     if not video:
         raise InputError(f"{args.finetune}: an RGB-pose model (--rgb_support): give the sign video of "
-                         f"{args.pose} with --video (its hand crops are part of the model's input)")
+                         f"{name} with --video (its hand crops are part of the model's input)")
     import numpy as np
     from signfuse.data.hand_crops import RGBSettings, load_hand_crops
     settings = RGBSettings(video_dir=str(Path(video).parent), crop=args.rgb_crop, eval_sampling=args.rgb_eval_sampling)

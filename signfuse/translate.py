@@ -6,17 +6,17 @@ For each video, in order:
    next to the video. A cached file is used again unless ``--overwrite``, or unless signfuse
    made it with other models (its ``extraction`` block names them); a pose file made by
    another tool (no ``extraction`` block, e.g. Uni-Sign's own) is used as it is (said on stderr).
-2. translation: exactly ``signfuse predict`` on that pose file (``signfuse.predict.predict_file``;
-   the checkpoint's configuration decides the describer and the RGB branch): its namespace is
-   predict's own defaults, overridden by the flags given here (same names, same meaning), with
-   ``pose`` the pose file and ``video`` the video (for the RGB crops of an RGB-pose checkpoint).
-   The pose file records its video's frame size and frame rate (``extraction``).
+2. translation: exactly ``signfuse predict`` on that pose file, by one ``signfuse.predict.Predictor``
+   for all the videos (the checkpoint is read and the model built once; the checkpoint's
+   configuration decides the describer and the RGB branch): its namespace is predict's own
+   defaults, overridden by the flags given here (same names, same meaning); the video gives
+   the hand crops of an RGB-pose checkpoint.
 The translation is printed, one line per video (``--json``: one JSON object per line with the
-text, the pose file, timings per stage and the gate summary when predict reports one).
+text, the pose file, timings per stage in seconds (pose, load, describe, rgb_crops, generate,
+total) and the gate summary (``signfuse.predict.gate_summary``; null for a pose-only model)).
 The pose stage needs rtmlib (``signfuse[pose]``) only when a pose file must be made.
 """
 import argparse
-import inspect
 import json
 import sys
 import time
@@ -101,31 +101,22 @@ def predict_parser() -> argparse.ArgumentParser:
     return sub.choices["predict"]
 
 
-def predict_args(args, predict: argparse.ArgumentParser, pose_file: Path, video: Path) -> argparse.Namespace:
-    """The namespace predict gets for one video: predict's defaults, the values of this command's
-    flags that predict has (same names, same meaning), the pose file, the video."""
+def predict_args(args, predict: argparse.ArgumentParser) -> argparse.Namespace:
+    """The namespace of the videos' Predictor: predict's defaults, then the values of this
+    command's flags that predict has (same names, same meaning)."""
     ns = argparse.Namespace(**{a.dest: predict.get_default(a.dest) for a in predict._actions if a.dest != "help"})
     for name, value in vars(args).items():
         if hasattr(ns, name) and name not in ("pose", "func"):
             setattr(ns, name, value)
-    ns.pose, ns.video = str(pose_file), str(video)
+    ns.pose = ns.video = None  # given per video
     given = getattr(args, "given_flags", None)
     ns.given_flags = None if given is None else frozenset(given) & set(vars(ns))
     return ns
 
 
-def call_predict(ns: argparse.Namespace) -> tuple:
-    """(text, details dict or None) from signfuse.predict: ``predict_file(ns, details=...)`` when
-    predict reports details (timings, gates), else ``predict_file(ns)``."""
-    from signfuse import predict
-    if "details" in inspect.signature(predict.predict_file).parameters:
-        details = {}
-        return predict.predict_file(ns, details=details), details
-    return predict.predict_file(ns), None
-
-
 def translate_videos(args):
     """Yield, per video of ``args.videos`` in order, its result dict (text, pose file, timings, gates)."""
+    from signfuse.predict import Predictor
     videos = [Path(v) for v in args.videos]
     for video in videos:  # every video is checked before any work
         if not video.is_file():
@@ -133,18 +124,17 @@ def translate_videos(args):
     if args.description and len(videos) > 1:
         raise InputError(f"--description {args.description}: the description file of one video; "
                          f"{len(videos)} videos given")
-    poses, predict = Poses(args), predict_parser()
+    predictor = Predictor(predict_args(args, predict_parser()))  # reads the checkpoint (a bad one stops here)
+    poses = Poses(args)
     for video in videos:
         start = time.perf_counter()
         pose_file, how = poses.get(video)
-        pose_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        text, details = call_predict(predict_args(args, predict, pose_file, video))
-        timings = {"pose": round(pose_seconds, 4), "predict": round(time.perf_counter() - start, 4)}
-        details = details or {}
-        timings.update({k: round(v, 4) for k, v in details.get("timings", {}).items()})
+        timings = {"pose": time.perf_counter() - start}
+        details = {}
+        text = predictor.predict(pose_file, str(pose_file), video=video, details=details)
+        timings.update(details["timings"], total=time.perf_counter() - start)
         yield {"video": str(video), "text": text, "pose_file": str(pose_file), "pose": how,
-               "timings_s": timings, "gates": details.get("gates")}
+               "timings_s": {k: round(v, 4) for k, v in timings.items()}, "gates": details["gates"]}
 
 
 def cmd_translate(args) -> None:
@@ -155,10 +145,16 @@ def cmd_translate(args) -> None:
             print(" ".join(result["text"].splitlines()), flush=True)
 
 
+RULES_FRAME_NOTE = ("The rules describer (--describe rules) takes --frame_size and --fps from the checkpoint "
+                    "(its training data's, so that its texts follow training's convention; else the dataset's "
+                    "defaults), not the video's "
+                    "frame size and frame rate that the pose file records; give the flags to change them.")
+
+
 def register(sub) -> None:
     from signfuse import cli
     sp = sub.add_parser("translate", help="translate sign language videos (pose extraction, then predict)",
-                        description=__doc__.split("\n\n")[0])
+                        description=__doc__.split("\n\n")[0], epilog=RULES_FRAME_NOTE)
     g = sp.add_argument_group("inputs")
     g.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
     cli.add_flags(g, "finetune", required=("finetune",))
@@ -174,5 +170,5 @@ def register(sub) -> None:
     cli.add_description_args(sp, "describe", "language", "frame_size", "fps", *cli.DESCRIPTION_MODEL)
     cli.add_generation_args(sp)
     cli.add_distributed_args(sp, "device")
-    cli.add_rgb_args(sp, "rgb_eval_sampling", "rgb_crop")
+    cli.add_rgb_args(sp, "rgb_support", "rgb_eval_sampling", "rgb_crop")
     sp.set_defaults(func=cmd_translate)

@@ -146,10 +146,12 @@ def test_run_flags_differ_only_by_the_fusion(tmp_path):
     pose = run_flags(tmp_path / "data", tmp_path / "run", s, 3)
     gated = run_flags(tmp_path / "data", tmp_path / "run", s, 3, True)
     cross = run_flags(tmp_path / "data", tmp_path / "run", s, 3, "cross_attn")
-    fusion = ["--text_dropout_p", str(s["text_dropout_p"]), "--text_dropout_sample_p", str(s["text_dropout_sample_p"])]
+    fusion = ["--text_dropout_p", str(s["text_dropout_p"]), "--text_dropout_sample_p", str(s["text_dropout_sample_p"]),
+              "--desc_off_loss", str(s["desc_off_loss"])]
     assert gated == pose + ["--use_descriptions", "--text_fusion_type", "gating"] + fusion
     assert cross == pose + ["--use_descriptions", "--text_fusion_type", "cross_attn"] + fusion
     assert run_flags(tmp_path / "data", tmp_path / "run", s, 3, False) == pose
+    assert "--desc_off_loss" not in run_flags(tmp_path / "data", tmp_path / "run", settings(desc_off_loss=0.0), 3, True)
 
 
 def test_results_record_where_the_figures_come_from():
@@ -159,3 +161,17 @@ def test_results_record_where_the_figures_come_from():
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", record["date"])
     assert demo_command(False, 2, "cpu", 2, {"samples": None, "epochs": 5}) == "signfuse demo --seed 2 --epochs 5 --workers 2"
     assert demo_command(True, 0, "cuda", 1, {}) == "signfuse demo --seed 0 --quick --device cuda --workers 1"
+
+
+def test_readme_table_from_results_files(tmp_path, capsys):
+    rows = {row: {"BLEU-4": 10.0 + i} for i, row in enumerate(ROWS)}
+    gates = {"gated": {"exact": {"mean": 0.9}, "undescribed": {"mean": 0.05}}}
+    for seed in (1, 0):
+        record = {"seed": seed, "rows": rows, "gates": gates, "times": {"total": 200.4 + seed}}
+        (tmp_path / f"demo-{seed}.json").write_text(json.dumps(record))
+    assert cli.main(["demo", "--table", str(tmp_path / "demo-1.json"), str(tmp_path / "demo-0.json")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and lines[0].startswith("| seed | pose-only | gated |")
+    assert lines[2] == ("| 0 | 10.00 | 11.00 (+1.0) | 12.00 (+2.0) | 13.00 (+3.0) | 14.00 (+4.0) "
+                        "| 0.900 / 0.050 | 200 s |")
+    assert lines[3].startswith("| 1 | ")

@@ -167,6 +167,35 @@ def test_generation_flags(setup, capsys):
     assert len(out.split()) <= 2
 
 
+def test_details_report_timings_and_the_gate(setup):
+    """predict_file(details=) reports each stage's seconds and the statistics of the gate that the
+    model computes for the sample (the pipeline's model, same sample, same descriptions)."""
+    from signfuse import cli, predict as predict_module
+    short = ["--mt5_model", "tiny", "--device", "cpu", "--num_beams", "1", "--max_new_tokens", "4"]
+    results = {}
+    for name, extra in (("pose", []), ("gating", ["--description", str(setup.desc(SAMPLE))])):
+        argv = ["predict", "--finetune", str(setup.ckpts[name]), "--pose", str(setup.pose(SAMPLE)), *extra, *short]
+        parser = cli.build_parser()
+        args = parser.parse_args(argv)
+        args.given_flags = cli.given_flags(parser, argv)
+        details = {}
+        results[name] = predict_module.predict_file(args, details=details), details
+        assert set(details["timings"]) == set(predict_module.STAGES) and details["timings"]["load"] > 0
+        assert all(v >= 0 for v in details["timings"].values())
+    assert results["pose"][1]["gates"] is None
+    text, details = results["gating"]
+    assert text == expected_text(setup, "gating", SAMPLE, descriptions=True, max_new_tokens=4, num_beams=1)
+    gate = setup.models["gating"].last_gate[0, :, 0]  # (T,) of that generation: one sample, every frame real
+    described = Describer(setup.root / "description" / "Synthetic").describe(SAMPLE, range(len(gate)))[1] > 0
+    summary = details["gates"]["text"]
+    assert details["gates"]["rgb"] is None and 0 < described.mean() < 1
+    assert summary["described_share"] == pytest.approx(described.mean())
+    assert summary["mean_described"] == pytest.approx(gate[torch.from_numpy(described)].mean().item(), abs=1e-6)
+    assert [summary[k] for k in ("mean", "min", "max")] == pytest.approx(
+        [gate.mean().item(), gate.min().item(), gate.max().item()], abs=1e-6)
+    assert 0 <= summary["min"] < summary["max"] <= 1
+
+
 # ----------------------------------------------------------------------------- bad inputs
 
 def test_missing_pose_file(setup, capsys, tmp_path):

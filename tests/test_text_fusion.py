@@ -239,8 +239,10 @@ def test_gradients_reach_fusion_not_frozen_encoder(kind, tiny_encoder, tiny_toke
         layers = ["fusion.gate_mlp.0.weight", "fusion.gate_mlp.0.bias", "fusion.gate_mlp.2.weight",
                   "fusion.gate_mlp.2.bias", "fusion.proj.weight", "fusion.proj.bias"]
     else:
-        assert first["fusion.alpha"] > 0 and first["fusion.q_proj.weight"] == 0
-        layers = ["fusion.alpha", "fusion.q_proj.weight", "fusion.k_proj.weight",
+        # step 1: out_proj is zero, so only out_proj learns (documented); then everything does
+        assert first["fusion.out_proj.weight"] > 0 and first["fusion.q_proj.weight"] == 0
+        assert first["fusion.null_logit"] == 0 and first["mask_embedding.weight"] == 0
+        layers = ["fusion.null_logit", "fusion.q_proj.weight", "fusion.k_proj.weight",
                   "fusion.v_proj.weight", "fusion.out_proj.weight", "fusion.rel_bias.weight",
                   "fusion.ln_q.weight", "fusion.ln_kv.weight"]
     for name in layers + ["mask_embedding.weight"]:
@@ -320,7 +322,7 @@ def test_cross_attention_dropout_and_descriptions_off():
     torch.manual_seed(0)
     fusion = DescriptionFusion(small_cfg("cross_attn", text_dropout_p=0.5))
     with torch.no_grad():
-        fusion.fusion.alpha.fill_(0.7)
+        fusion.fusion.out_proj.weight.normal_()  # "trained": the attended texts move the features
     seen = _capture_fusion_inputs(fusion)
     batch, vectors, pose = _all_described_batch(B, T, N), torch.randn(N, TEXT_DIM), torch.randn(B, T, D)
     fusion.train()
@@ -343,7 +345,8 @@ def trained_like_cross():
     torch.manual_seed(0)
     fusion = DescriptionFusion(small_cfg("cross_attn")).eval()
     with torch.no_grad():
-        fusion.fusion.alpha.fill_(0.5)
+        fusion.fusion.out_proj.weight.normal_()
+        fusion.fusion.null_logit.fill_(0.0)
         fusion.fusion.rel_bias.weight.normal_(0, 2.0)
     return fusion
 
@@ -383,6 +386,27 @@ def test_cross_attention_uses_relative_frame_positions(trained_like_cross):
     fused16 = fusion(pose.bfloat16(), batch, vectors)[0]
     assert fused16.dtype == torch.bfloat16
     assert torch.equal(fusion(pose.bfloat16(), far, vectors)[0], fused16)
+
+
+def test_cross_attention_gate_is_the_share_of_attention_on_texts():
+    """gate = 1 - head-mean attention on the null key; the update has the pose's size times it."""
+    torch.manual_seed(0)
+    fusion = DescriptionFusion(small_cfg("cross_attn")).eval()
+    batch, vectors, pose = make_batch(), torch.randn(3, TEXT_DIM), torch.randn(2, 6, D) * 4
+    fused, gate = fusion(pose, batch, vectors)
+    assert torch.equal(fused, pose)  # out_proj starts at zero
+    has_text = (batch["desc_weight"] > 0).any(-1)  # (B, T): the samples' frames with a text
+    # at the start ~90 % of the attention goes to the null key with 5 texts: N / (45 + N) goes to texts
+    assert (gate[~has_text.any(1)] == 0).all() and ((gate[0] > 0.01) & (gate[0] < 0.2)).all()
+    with torch.no_grad():
+        fusion.fusion.out_proj.weight.normal_()
+    fused, gate = fusion(pose, batch, vectors)
+    size = (fused - pose).pow(2).mean(-1, keepdim=True).sqrt()
+    torch.testing.assert_close(size, gate * TEXT_SCALE * pose.pow(2).mean(-1, keepdim=True).sqrt(),
+                               rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        fusion.fusion.null_logit.fill_(-30.0)  # no attention on "nothing": every text frame's gate is 1
+    assert torch.allclose(fusion(pose, batch, vectors)[1][0], torch.ones(6, 1))
 
 
 def test_relative_position_bucket():
@@ -517,7 +541,7 @@ def test_added_parameters_at_mt5_base_width():
     print(f"added parameters at width 768: gating {gating:,}, cross_attn {cross:,}")
     # gating: MLP (768+768+1)->512->1, projection 768->768, mask embedding 768
     assert gating == (1537 * 512 + 512) + (512 + 1) + (768 * 768 + 768) + 768 == 1_379_329
-    # cross-attention: q,k,v (+bias), out (no bias), 2 LayerNorms, 32x8 position bias, alpha, mask
+    # cross-attention: q,k,v (+bias), out (no bias), 2 LayerNorms, 32x8 position bias, null logit, mask
     assert cross == 3 * (768 * 768 + 768) + 768 * 768 + 2 * 2 * 768 + 32 * 8 + 1 + 768 == 2_365_697
     assert isinstance(DescriptionFusion(ModelConfig(text_fusion_type="cross_attn", **base)).fusion,
                       CrossAttentionFusion)

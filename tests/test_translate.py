@@ -12,8 +12,12 @@ import pytest
 import torch
 
 from conftest import one_error_line, pinned_batch, train_on
-from signfuse import cli, pose_extraction, translate
+from signfuse import cli, pose_extraction, predict, translate
 from signfuse.config import ModelConfig
+from signfuse.data.dataset import collate_fn, make_item
+from signfuse.data.descriptions import PoseDescriber
+from signfuse.data.pose import load_pose
+from signfuse.describe.rules import rules_settings
 from signfuse.models.uni_sign import attach_text_source, build_model
 from signfuse.training import run
 from test_pose_extraction import BLUE, H, W, draw, make_detector, make_pose_model, one_person_frames, read, write_video
@@ -27,7 +31,8 @@ def setup(tmp_path_factory):
     det, pose = make_detector(root / "det.onnx"), make_pose_model(root / "pose.onnx")
     model = train_on(build_model(ModelConfig(dataset="Synthetic"), "tiny", seed=0), pinned_batch())
     ckpt = root / "pose_only.pth"
-    torch.save(run.checkpoint_dict(model, model.cfg, SimpleNamespace(mt5_model="tiny"), epoch=1), ckpt)
+    recorded = {"mt5_model": "tiny", "dataset": "Synthetic"}  # settings as a run records them
+    torch.save(run.checkpoint_dict(model, model.cfg, SimpleNamespace(**recorded), epoch=1), ckpt)
     gated = build_model(ModelConfig(dataset="Synthetic", use_descriptions=True), "tiny", seed=0)
     attach_text_source(gated, SimpleNamespace(mt5_model="tiny"))
     gated.load_state_dict(model.state_dict(), strict=False)
@@ -36,16 +41,16 @@ def setup(tmp_path_factory):
         for name, p in gated.text_fusion.named_parameters():
             p.copy_(torch.randn(p.shape, generator=g) * (3.0 if name.startswith("fusion.proj") else 0.02))
     gated_ckpt, rules_ckpt = root / "gated.pth", root / "rules.pth"
-    torch.save(run.checkpoint_dict(gated, gated.cfg, SimpleNamespace(mt5_model="tiny", use_descriptions=True),
-                                   epoch=1), gated_ckpt)
+    torch.save(run.checkpoint_dict(gated, gated.cfg, SimpleNamespace(**recorded, use_descriptions=True), epoch=1),
+               gated_ckpt)
     # the same weights, trained (so says the checkpoint) with the rules describer
-    torch.save(run.checkpoint_dict(gated, gated.cfg, SimpleNamespace(mt5_model="tiny", use_descriptions=True,
-                                                                     describe="rules"), epoch=1), rules_ckpt)
+    rules = SimpleNamespace(**recorded, use_descriptions=True, describe="rules")
+    torch.save(run.checkpoint_dict(gated, gated.cfg, rules, epoch=1), rules_ckpt)
     frames, _ = one_person_frames(12)
     # a second signer: the marker moves down instead of right
     other = [draw(W, H, [(BLUE, (50, 20, 120, 110), (85, 40 + 4 * k))]) for k in range(12)]
     return SimpleNamespace(root=root, det=det, pose=pose, ckpt=ckpt, gated=gated_ckpt, rules=rules_ckpt,
-                           frames=frames, other=other, models=["--det", det, "--pose", pose])
+                           gated_model=gated.eval(), frames=frames, other=other, models=["--det", det, "--pose", pose])
 
 
 def main(capsys, monkeypatch, *argv):
@@ -105,19 +110,22 @@ def test_description_checkpoint_with_its_file(setup, tmp_path, capsys, monkeypat
 
 
 def test_rules_describer_checkpoint(setup, tmp_path, capsys, monkeypatch):
-    """A checkpoint trained with --describe rules: the descriptions are made from the extracted pose file."""
+    """A checkpoint trained with --describe rules: the descriptions are made from the extracted pose file,
+    with the checkpoint's frame size and frame rate (here the dataset's defaults), not the video's."""
     video = write_video(tmp_path / "v.mp4", setup.frames)
+    settings, init = [], PoseDescriber.__init__
+    monkeypatch.setattr(PoseDescriber, "__init__", lambda self, s, *a, **k: settings.append(s) or init(self, s, *a, **k))
     status, out, err = main(capsys, monkeypatch, "translate", video, "--finetune", setup.rules, *setup.models, *FAST)
     assert status == 0 and out.count("\n") == 1, err
     pose_file = tmp_path / "v.pose.pkl"
+    assert read(pose_file)["extraction"]["frame_size"] == [W, H] != [512, 512]
+    assert settings and all(s == rules_settings("Synthetic") for s in settings)  # frame size 512 x 512, 25 fps
+    monkeypatch.undo()
     for ckpt, extra in ((setup.rules, []), (setup.gated, ["--describe", "rules"])):
         status, expected, err = main(capsys, monkeypatch, "predict", "--finetune", ckpt, "--pose", pose_file,
                                      *FAST, *extra)
         assert status == 0 and out == expected, err
     # the rules describe every frame of the extracted poses (so the model gets descriptions, not masks)
-    from signfuse.data.descriptions import PoseDescriber
-    from signfuse.data.pose import load_pose
-    from signfuse.describe.rules import rules_settings
     _, described = PoseDescriber(rules_settings("Synthetic")).describe("v", np.arange(12), pose=load_pose(pose_file))
     assert described.tolist() == [1.0] * 12
 
@@ -130,7 +138,11 @@ def test_cache_json_and_cache_dir(setup, tmp_path, capsys, monkeypatch):
     assert status == 0, err
     first = json.loads(out)
     assert first["pose"] == "extracted" and first["pose_file"] == str(cache / "v.pkl") and first["text"]
-    assert set(first["timings_s"]) >= {"pose", "predict"} and all(v >= 0 for v in first["timings_s"].values())
+    timings = first["timings_s"]
+    assert set(timings) == {"pose", "load", "describe", "rgb_crops", "generate", "total"}
+    assert all(v >= 0 for v in timings.values()) and timings["load"] > 0 and timings["generate"] > 0
+    assert timings["total"] >= timings["pose"] + timings["generate"]
+    assert first["gates"] is None  # a pose-only model has no gate
     assert len(read(cache / "v.pkl")["keypoints"]) == 12
     status, out, err = main(capsys, monkeypatch, *argv, "--overwrite")
     assert status == 0 and json.loads(out)["pose"] == "extracted", err
@@ -140,6 +152,66 @@ def test_cache_json_and_cache_dir(setup, tmp_path, capsys, monkeypatch):
     assert status == 0, err
     second = json.loads(out)
     assert second["pose"] == "cached" and second["text"] == first["text"]
+
+
+def predict_details(*argv) -> tuple:
+    """(text, details) of signfuse.predict.predict_file for the flags of ``signfuse predict``."""
+    argv = ["predict", *map(str, argv), *FAST]
+    parser = cli.build_parser()
+    args = parser.parse_args(argv)
+    args.given_flags = cli.given_flags(parser, argv)
+    details = {}
+    return predict.predict_file(args, details=details), details
+
+
+def test_json_gate_summary_of_a_description_checkpoint(setup, tmp_path, capsys, monkeypatch):
+    """--json reports the gate of the translation: the statistics of the gate the model computes on
+    the pose file's sample (recomputed here through the dataset's item), every frame described by the rules."""
+    video = write_video(tmp_path / "v.mp4", setup.frames)
+    status, out, err = main(capsys, monkeypatch, "translate", video, "--finetune", setup.rules, *setup.models,
+                            *FAST, "--json")
+    assert status == 0, err
+    result = json.loads(out)
+    text, gates = result["gates"]["text"], result["gates"]
+    assert gates["rgb"] is None and set(text) == {"mean", "min", "max", "mean_described", "described_share"}
+    assert text["described_share"] == 1.0 and text["mean_described"] == pytest.approx(text["mean"])
+    assert 0 <= text["min"] <= text["mean"] <= text["max"] <= 1 and text["min"] < text["max"]
+    # the same sample through make_item and the model that the checkpoint holds
+    pose = load_pose(tmp_path / "v.pose.pkl")
+    describer = PoseDescriber(rules_settings("Synthetic"))
+    item = make_item(pose, "v", describe=lambda frames: describer.describe("v", frames, pose=pose))
+    model = setup.gated_model
+    with torch.no_grad():
+        assert model.generate(collate_fn([item]), max_new_tokens=8, num_beams=1)[0] == result["text"]
+    gate = model.last_gate[0, :, 0]  # (T,) one sample: every frame is real
+    assert len(gate) == 12 and text["max"] == pytest.approx(gate.max().item(), abs=1e-6)
+    assert (text["mean"], text["min"]) == pytest.approx((gate.mean().item(), gate.min().item()), abs=1e-6)
+
+
+def test_one_predictor_for_several_videos(setup, tmp_path, capsys, monkeypatch):
+    """Two videos: the checkpoint is read and the model built once, and each text and gate is what
+    a predict of its own gives (two videos of the same name in two folders: the rules describer
+    describes each from its own pose file)."""
+    a = write_video(tmp_path / "one" / "v.mp4", setup.frames)
+    b = write_video(tmp_path / "two" / "v.mp4", setup.other)
+    from signfuse.models import uni_sign
+    loads, builds = [], []
+    real_load, real_build = predict.safe_torch_load, uni_sign.build_model
+    monkeypatch.setattr(predict, "safe_torch_load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    monkeypatch.setattr(uni_sign, "build_model", lambda *a, **k: builds.append(a) or real_build(*a, **k))
+    status, out, err = main(capsys, monkeypatch, "translate", a, b, "--finetune", setup.rules, *setup.models,
+                            *FAST, "--json")
+    assert status == 0, err
+    assert len(loads) == 1 and len(builds) == 1
+    results = [json.loads(line) for line in out.splitlines()]
+    assert [r["timings_s"]["load"] > 0 for r in results] == [True, False]  # the model is built for the first
+    for video, result in zip((a, b), results, strict=True):
+        text, details = predict_details("--finetune", setup.rules, "--pose", video.with_name("v.pose.pkl"))
+        assert (result["text"], result["gates"]) == (text, details["gates"])
+    assert results[0]["gates"] != results[1]["gates"]  # two different poses (and descriptions)
+    describer = PoseDescriber(rules_settings("Synthetic"))
+    texts = [describer.descriptions(str(n), pose=load_pose(v.with_name("v.pose.pkl"))) for n, v in enumerate((a, b))]
+    assert texts[0] != texts[1]
 
 
 def test_cache_made_with_other_models_is_redone(setup, tmp_path, capsys, monkeypatch):
@@ -185,8 +257,9 @@ def test_rgb_pose_checkpoint(setup, tmp_path, capsys, monkeypatch):
     """An RGB-pose checkpoint: predict takes the hand crops from the video itself (frame k = pose frame k)."""
     rgb = build_model(ModelConfig(dataset="Synthetic", rgb_support=True, rgb_gate_init="small"), "tiny", seed=0)
     ckpt = tmp_path / "rgb.pth"
-    torch.save(run.checkpoint_dict(rgb.eval(), rgb.cfg, SimpleNamespace(mt5_model="tiny", rgb_support=True,
-                                                                        rgb_gate_init="small"), epoch=1), ckpt)
+    torch.save(run.checkpoint_dict(rgb.eval(), rgb.cfg, SimpleNamespace(mt5_model="tiny", dataset="Synthetic",
+                                                                        rgb_support=True, rgb_gate_init="small"),
+                                   epoch=1), ckpt)
     video = write_video(tmp_path / "v.mp4", setup.frames)
     status, out, err = main(capsys, monkeypatch, "translate", video, "--finetune", ckpt, *setup.models, *FAST)
     assert status == 0 and out.count("\n") == 1, err
@@ -196,3 +269,23 @@ def test_rgb_pose_checkpoint(setup, tmp_path, capsys, monkeypatch):
     # without the video predict cannot run this model: translate gave it the video
     status, _, err = main(capsys, monkeypatch, "predict", "--finetune", ckpt, "--pose", tmp_path / "v.pose.pkl", *FAST)
     assert status == 2 and "--video" in one_error_line(err)
+    # the gate summary: per hand, the fusion gate over the hand's crops (in [0, 1), near the small init's 0.01)
+    status, out, err = main(capsys, monkeypatch, "translate", video, "--finetune", ckpt, *setup.models, *FAST, "--json")
+    result = json.loads(out)
+    gates = result["gates"]
+    assert status == 0 and result["text"] + "\n" == expected and gates["text"] is None, err
+    assert set(gates["rgb"]) == {"left", "right"} and sum(g["frames"] for g in gates["rgb"].values()) > 0
+    for g in gates["rgb"].values():
+        assert (g["mean"] is None) == (g["frames"] == 0)
+        assert g["mean"] is None or 0 < g["mean"] < 0.05
+    # Uni-Sign's format ({'model': state_dict}, no settings): its weights say it is RGB-pose, and
+    # --rgb_support may be given; the same text either way (--dataset: the prompt's language)
+    bare = tmp_path / "unisign_rgb.pth"
+    torch.save({"model": rgb.state_dict()}, bare)
+    for extra in ([], ["--rgb_support"]):
+        status, out, err = main(capsys, monkeypatch, "translate", video, "--finetune", bare, "--dataset", "Synthetic",
+                                *setup.models, *FAST, *extra)
+        assert status == 0 and out == expected and err == "", err
+    status, _, err = main(capsys, monkeypatch, "predict", "--finetune", bare, "--pose", tmp_path / "v.pose.pkl",
+                          "--dataset", "Synthetic", *FAST)
+    assert status == 2 and "--video" in one_error_line(err, bare)

@@ -195,7 +195,7 @@ def corpus_files() -> dict:
                 files[f"{pose_dir}/{name}.pkl"] = content
             readme.append(f"- `{name}`: {what}")
         readme.append("")
-    for name, (content, what) in DESCRIPTIONS.items():
+    for name, (content, _what) in DESCRIPTIONS.items():
         if content is not None:
             files[f"description/{DATASET}/{name}.json"] = content
     files["wrong_labels/labels.test"] = gzip_bytes(pickle_bytes([label("good_train", 0)]))

@@ -9,7 +9,8 @@ Pieces, from text to fused features:
 - ``GatingFusion`` (phase 1): fused = pose + sigmoid(MLP([pose, text, has_desc])) * text', text'
   the projected text's direction at the pose features' size: the gate sets the amount.
 - ``CrossAttentionFusion`` (phase 2): each frame attends over its sample's description vectors
-  (relative frame positions as a learned per-head bias), added through tanh(alpha), alpha = 0.
+  (relative frame positions as a learned per-head bias); the attended texts' direction at the
+  pose's size, times the share of attention on texts (the gate; a null key takes the rest).
 - ``DescriptionFusion``: what Uni_Sign owns as ``text_fusion``: mask embedding, text dropout,
   one of the two fusions. Both fusions start as the identity: fused == pose exactly.
 - ``alignment_kinds``: per frame, how it got its text (exact, interpolated, nearest, none).
@@ -278,6 +279,11 @@ class GatingFusion(nn.Module):
         return pose_feat + gate * self.text_update(pose_feat, text_feat), gate
 
 
+# The null key's logit bias at initialisation: with 5 texts in a sample, a frame starts with
+# 90 % of its attention on the null key (cross-attention's gate ~0.1, as GATE_INIT).
+NULL_LOGIT_INIT = math.log(9 * 5)
+
+
 def relative_position_bucket(offset, num_buckets=32, max_distance=256):
     """T5-style buckets of a frame offset (query - key; float allowed): half of the buckets per
     sign, exact up to num_buckets // 4 frames, then log-spaced up to ``max_distance``."""
@@ -302,11 +308,14 @@ class CrossAttentionFusion(nn.Module):
     Frames in ``drop`` (text dropout, descriptions off) attend only to the null key.
     has_description is not an input here: the key positions say where the texts were described.
 
-    fused = pose + tanh(alpha) * out_proj(attention), alpha a scalar starting at 0, so
-    fused == pose exactly at initialisation. At step one only alpha gets a gradient; the
-    attention layers and the mask embedding learn from the second step on.
-    Returned gate (B, T, 1): tanh(alpha) * (1 - head-mean attention on the null key), the
-    weight the frame's update gives to the descriptions (0 for frames without any).
+    As in GatingFusion, a gate sets the amount: gate (B, T, 1) = 1 - the head-mean attention
+    on the null key (the share of the frame's attention that goes to descriptions; 0 for frames
+    without any), and fused = pose + gate * text', text' = TEXT_SCALE * rms(pose) * d / rms(d),
+    d = out_proj(attention output): the attended texts' direction at the pose's size. The null
+    key's logit has a learned bias (``null_logit``, NULL_LOGIT_INIT: with ~5 texts a frame starts
+    with ~90 % of its attention on the null key, gate ~0.1). ``out_proj`` starts at zero, so
+    fused == pose exactly at initialisation; at step one only out_proj gets a gradient, the
+    attention layers, the null logit and the mask embedding learn from the second step on.
     """
 
     def __init__(self, feature_dim=768, text_dim=None, heads=8, num_buckets=32, max_distance=256):
@@ -322,9 +331,10 @@ class CrossAttentionFusion(nn.Module):
         self.k_proj = nn.Linear(text_dim, feature_dim)
         self.v_proj = nn.Linear(text_dim, feature_dim)
         self.out_proj = nn.Linear(feature_dim, feature_dim, bias=False)  # no bias: no text, no update
+        nn.init.zeros_(self.out_proj.weight)  # identity at start
         self.rel_bias = nn.Embedding(num_buckets, heads)
         nn.init.zeros_(self.rel_bias.weight)
-        self.alpha = nn.Parameter(torch.zeros(1))
+        self.null_logit = nn.Parameter(torch.full((1,), NULL_LOGIT_INIT))
 
     def forward(self, pose_feat, text_vectors, desc_index, desc_weight, frame_indices,
                 mask_embedding, drop=None):
@@ -361,14 +371,14 @@ class CrossAttentionFusion(nn.Module):
         if drop is not None:
             allowed = allowed & ~drop.unsqueeze(-1)
         text_att = (att[..., 1:] + bias).masked_fill(~allowed.unsqueeze(1), float("-inf"))
-        att = torch.cat([att[..., :1], text_att], -1).softmax(-1)  # (B, H, T, 1 + N)
+        att = torch.cat([att[..., :1] + self.null_logit.to(dtype), text_att], -1).softmax(-1)  # (B, H, T, 1 + N)
 
         y = torch.einsum("bhtn,hnd->bhtd", att[..., 1:], v)  # (B, H, T, hd); null value is 0
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        scale = torch.tanh(self.alpha).to(dtype)
-        fused = pose_feat + scale * self.out_proj(y)  # (B, T, C)
-        gate = scale * (1 - att[..., 0].mean(1)).unsqueeze(-1)  # (B, T, 1)
-        return fused, gate
+        direction = self.out_proj(y)  # (B, T, C); 0 where a frame attends to nothing
+        direction = direction / rms(direction, DIRECTION_EPS ** 2)
+        gate = (1 - att[..., 0].mean(1)).unsqueeze(-1)  # (B, T, 1)
+        return pose_feat + gate * TEXT_SCALE * rms(pose_feat).detach() * direction, gate
 
 
 # -----------------------------------------------------------------------------
