@@ -68,7 +68,7 @@ def loop_parts(skeletons, confs):
     parts, box = {}, None
     for part in PART_NAMES:
         points, scores = [], []
-        for skeleton, conf in zip(skeletons, confs):  # one frame at a time
+        for skeleton, conf in zip(skeletons, confs, strict=True):  # one frame at a time
             xy = skeleton[0][LOOP_POINTS[part]]
             if part in ("left", "right"):
                 xy = xy - xy[0]

@@ -181,7 +181,7 @@ def description_batch(B: int, T: int, pool: list, every: int = 8, seed: int = 0)
     for _ in range(B):
         described = np.sort(rng.choice(T, size=max(1, T // every), replace=False))
         texts = rng.choice(len(pool), size=len(described))
-        aligned, has = TemporalAligner({int(f): pool[i] for f, i in zip(described, texts)},
+        aligned, has = TemporalAligner({int(f): pool[i] for f, i in zip(described, texts, strict=True)},
                                        frames).align()
         aligned_all.append(aligned)
         has_all.append(has)

@@ -108,6 +108,9 @@ _flag("--desc_max_tokens", type=int, default=64,
 _flag("--text_fusion_type", default="gating", choices=FUSION_TYPES)
 _flag("--text_dropout_p", type=float, default=0.1)
 _flag("--text_dropout_sample_p", type=float, default=0.0)
+_flag("--desc_off_loss", type=float, default=0.0,
+      help="training: add this weight times the loss of the same batch with every description masked "
+           "(trains the missing-description path; one more pass through mT5 per step)")
 # evaluation and generation
 _flag("--num_beams", type=int, default=4, help="beam width of generation (1: greedy)")
 _flag("--max_new_tokens", type=int, default=100, help="most tokens generated per sample")
@@ -173,7 +176,7 @@ UNISIGN_TRAINING = ("batch_size", "gradient_accumulation_steps", "gradient_clipp
 DATA = ("dataset", "task", "max_length", "data_root", "label_dir", "pose_dir", "trust_pickles", "max_samples")
 DESCRIPTION_SOURCE = ("desc_dir", "desc_strict", "describe", "language", "frame_size", "fps")
 DESCRIPTION_MODEL = ("desc_alignment", "max_gap", "desc_encoder", "desc_store", "desc_max_tokens")
-FUSION = ("use_descriptions", "text_fusion_type", "text_dropout_p", "text_dropout_sample_p")
+FUSION = ("use_descriptions", "text_fusion_type", "text_dropout_p", "text_dropout_sample_p", "desc_off_loss")
 GENERATION = ("num_beams", "max_new_tokens")
 DISTRIBUTED = ("device", "dtype", "zero_stage", "offload", "local_rank", "engine", "sync_bn")
 RESUMING = ("resume", "save_every_steps", "skip_nonfinite", "max_steps")
@@ -231,6 +234,8 @@ def check_run_args(args) -> None:
             raise InputError(f"--{flag} {getattr(args, name)}: must be at least 1")
     if not 0.0 <= args.text_dropout_p <= 1.0 or not 0.0 <= args.text_dropout_sample_p <= 1.0:
         raise InputError("--text_dropout_p / --text_dropout_sample_p: must be probabilities in [0, 1]")
+    if getattr(args, "desc_off_loss", 0.0) < 0:
+        raise InputError(f"--desc_off_loss {args.desc_off_loss}: must be >= 0")
     if args.max_gap is not None and args.max_gap < 0:
         raise InputError(f"--max_gap {args.max_gap}: must be a number of frames >= 0 (or none)")
 

@@ -54,6 +54,7 @@ class ModelConfig:
     text_dim: int = 768                   # width of the description vectors (the text encoder's)
     text_dropout_p: float = 0.1
     text_dropout_sample_p: float = 0.0
+    desc_off_loss: float = 0.0            # training: + this weight x the loss with every description masked
     desc_max_tokens: int = 64
     cross_attn_heads: int = 8
     # RGB-pose branch (off: exactly the pose-only Uni-Sign; rgb-pose.md section 8)

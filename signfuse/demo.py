@@ -267,21 +267,24 @@ def _pick_sample(gates: dict, describer) -> str:
     return max(sorted(gates), key=cue_frames)
 
 
-def _plot_gates(out: Path, data: Path, eval_flags: list, key: str = "gated") -> dict:
-    """The gate plot of one test sample (with its descriptions, and with them off) and the
-    gate distribution over the test split; returns their paths and the sample's name."""
+def _plot_gates(out: Path, data: Path, eval_flags: list) -> dict:
+    """The gated model's gate plot of one test sample (with its descriptions, with them off,
+    and the cross-attention model's gate on the same frames) and its gate distribution over
+    the test split; returns their paths and the sample's name."""
     from signfuse.data.descriptions import Describer
     from signfuse.plotting import frame_kinds, load_gates, plot_gate, plot_gate_summary
-    gates_file = out / key / "eval" / "test_gates.npz"
+    gates_file = out / "gated" / "eval" / "test_gates.npz"
     gates = load_gates(gates_file)
+    cross = load_gates(out / "cross_attn" / "eval" / "test_gates.npz")
     describer = Describer(data / "description" / DATASET)
     name = _pick_sample(gates, describer)
     off = gate_without_descriptions(eval_flags, name)
     plot = plot_gate(gates[name], name, out / f"gate_{name}.png", describer.descriptions(name),
-                     frame_kinds(gates[name], describer, name), gate_off=off)
+                     frame_kinds(gates[name], describer, name), gate_off=off,
+                     others={"cross-attention": cross[name]["gate"]} if name in cross else None, label="gated")
     kinds = {n: frame_kinds(s, describer, n) for n, s in gates.items()}
     summary, _ = plot_gate_summary(gates, kinds, out / "gate_summary.png",
-                                   f"{key} model, test split: gate per frame over {len(gates)} videos, "
+                                   f"gated model, test split: gate per frame over {len(gates)} videos, "
                                    "by alignment kind (diamond: mean)")
     return {"sample": name, "plot": plot, "summary": summary, "gates_file": gates_file}
 

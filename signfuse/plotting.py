@@ -154,13 +154,14 @@ def _pack_labels(ax, groups: list) -> int:
 
 
 def plot_gate(sample: dict, name: str, out_png, texts: dict[int, str] | None = None, kinds: list | None = None,
-              gate_off=None) -> Path:
+              gate_off=None, others: dict | None = None, label: str = "gate") -> Path:
     """Draw a sample's gate against its original frame numbers, each frame coloured by its
     alignment kind (``kinds``, default ``frame_kinds(sample)``), and below it the described
     frames with their texts (``texts``: frame -> text; runs of one text merged; black when a
     described frame was sampled, grey italics for described frames between the sampled ones).
     ``gate_off`` (T,): the same sample's gate with its descriptions off (every frame carries
-    the mask embedding), drawn dashed."""
+    the mask embedding), drawn dashed; ``others``: {label: (T,) gate of another model on the
+    same frames}, drawn as thin lines; ``label``: the legend's name of the sample's gate."""
     plt = _pyplot()
     frames, gate = sample["frame_indices"], sample["gate"]
     kinds = kinds or frame_kinds(sample)
@@ -168,10 +169,12 @@ def plot_gate(sample: dict, name: str, out_png, texts: dict[int, str] | None = N
     lo, hi = int(frames.min()), int(frames.max())
     groups = label_groups(texts or {}, lo, hi, set(frames.tolist()))
     fig, (ax, lab) = plt.subplots(2, 1, sharex=True, figsize=(10, 4.2), height_ratios=(3, 1.4))
-    ax.plot(frames, gate, color="tab:blue", lw=1.2, zorder=2, label="gate")
+    ax.plot(frames, gate, color="tab:blue", lw=1.2, zorder=2, label=label)
+    for (other, values), color in zip((others or {}).items(), ("tab:green", "tab:purple", "tab:brown"), strict=False):
+        ax.plot(frames, values, color=color, lw=1.0, zorder=2, label=f"{other} (mean {np.mean(values):.3f})")
     if gate_off is not None:
         ax.plot(frames, gate_off, color="tab:gray", lw=1.2, ls="--", zorder=2,
-                label=f"descriptions off (mean {np.mean(gate_off):.3f})")
+                label=("" if label == "gate" else f"{label}, ") + f"descriptions off (mean {np.mean(gate_off):.3f})")
     order = [k for k in SUMMARY_ORDER + ("not described",) if k in kinds]
     for kind in order:
         on = np.array([k == kind for k in kinds])

@@ -145,6 +145,10 @@ def test_gate_with_descriptions_off_and_kinds_in_the_plot(gate_file, tmp_path):
     drawn = _drawn(sample, "clip_a", tmp_path, None, kinds=kinds, gate_off=np.full(6, 0.05))
     assert drawn["legend"] == ["gate", "descriptions off (mean 0.050)", "exact (2)", "interpolated (1)",
                                "nearest (1)", "undescribed (2)"]
+    # another model's gate on the same frames (the demo: cross-attention beside the gated model)
+    drawn = _drawn(sample, "clip_a", tmp_path, None, kinds=kinds, gate_off=np.full(6, 0.05), label="gated",
+                   others={"cross-attention": np.full(6, 0.5)})
+    assert drawn["legend"][:3] == ["gated", "cross-attention (mean 0.500)", "gated, descriptions off (mean 0.050)"]
 
 
 # ----------------------------------------------------------------------------- a whole split

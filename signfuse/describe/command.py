@@ -95,9 +95,9 @@ def sha256_of(path: Path) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     except FileNotFoundError:
-        raise SampleError(f"{path}: file not found") from None
+        raise SampleError(f"{path}: file not found", kind="missing") from None
     except OSError as err:
-        raise SampleError(f"{path}: cannot read the file ({err.strerror})") from None
+        raise SampleError(f"{path}: cannot read the file ({err.strerror})", kind="unreadable") from None
     return h.hexdigest()
 
 

@@ -51,7 +51,7 @@ def load_mt5(path: str, seed: int = 0) -> tuple:
 
 
 def mt5_from_config_dict(config: dict, seed: int = 0) -> MT5ForConditionalGeneration:
-    """Random weights of any mT5 shape (benchmarks), e.g. the mt5-base-config.json of the spec.
+    """Random weights of any mT5 shape (benchmarks), e.g. the mt5-base-config.json (tests/data/).
 
     Keys starting with '_' (comments) are dropped. MT5Config always ties the output layer to
     the embedding; when the dict says ``tie_word_embeddings: false`` (mt5-base), the

@@ -85,6 +85,16 @@ class Uni_Sign(PoseEncoder):
     # ---- training and inference ----
 
     def forward(self, batch: dict, descriptions_off: bool = False) -> dict:
+        """Label-smoothed loss. In training with ``cfg.desc_off_loss`` > 0, plus that weight times
+        the loss of the same batch with every description masked (computed first)."""
+        if self.training and self.cfg.use_descriptions and self.cfg.desc_off_loss > 0 and not descriptions_off:
+            off = self.translation_loss(batch, descriptions_off=True)["loss"]
+            out = self.translation_loss(batch)
+            return {**out, "loss": out["loss"] + self.cfg.desc_off_loss * off}
+        return self.translation_loss(batch, descriptions_off)
+
+    def translation_loss(self, batch: dict, descriptions_off: bool = False) -> dict:
+        """-> {"loss", "logits" (B, L, vocab), "gate" (B, T, 1) or None}."""
         inputs_embeds, attention_mask, gate = self.build_inputs(batch, descriptions_off)
         labels = self.tokenize_targets(batch["targets"]).to(inputs_embeds.device)  # (B, L)
         out = self.mt5_model(
