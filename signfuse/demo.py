@@ -247,12 +247,13 @@ def gate_without_descriptions(eval_flags: list, name: str) -> np.ndarray:
     (``--eval_descriptions off``), from the run's best checkpoint."""
     from signfuse.data.dataset import collate_fn
     from signfuse.training import run
+    from signfuse.training.engine import to_device
     args = parse_run_args(eval_flags)
     model = build_model(args).eval()
     ds = run.build_dataset(args, "test", train=False, describer=run.build_describer(args))
     index = next(i for i, k in enumerate(ds.keys) if ds.labels[k]["name"] == name)
-    out = model(collate_fn([ds[index]]), descriptions_off=True)
-    return out["gate"][0, :, 0].float().numpy()
+    batch = to_device(collate_fn([ds[index]]), next(model.parameters()).device)
+    return model(batch, descriptions_off=True)["gate"][0, :, 0].float().cpu().numpy()
 
 
 def _pick_sample(gates: dict, describer) -> str:
@@ -444,7 +445,7 @@ def register(sub) -> None:
                         description="Generate the synthetic benchmark, fine-tune the pose-only, the gated and the "
                                     "cross-attention model from the same initial weights on CPU, evaluate them "
                                     "(the fusions also with their descriptions off), print the comparison and save "
-                                    "the gate plots (about 4 minutes on 2 free cores; --quick: under a minute).")
+                                    "the gate plots (measured: 3.5 minutes on 2 free cores, 6-12 on 2 busy ones; --quick: 20 s).")
     sp.add_argument("--out", default="signfuse_demo", help="output folder (data, runs, table, plots)")
     sp.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (CI)")
     add_flags(sp, "seed", "device", default={"seed": 0, "device": "cpu"})

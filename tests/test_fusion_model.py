@@ -42,7 +42,7 @@ KINDS = ("gating", "cross_attn")
 FUSION_KEYS = {
     "gating": ["mask_embedding.weight", "fusion.gate_mlp.0.weight", "fusion.gate_mlp.0.bias",
                "fusion.gate_mlp.2.weight", "fusion.gate_mlp.2.bias", "fusion.proj.weight", "fusion.proj.bias"],
-    "cross_attn": ["mask_embedding.weight", "fusion.alpha", "fusion.ln_q.weight", "fusion.ln_q.bias",
+    "cross_attn": ["mask_embedding.weight", "fusion.null_logit", "fusion.ln_q.weight", "fusion.ln_q.bias",
                    "fusion.ln_kv.weight", "fusion.ln_kv.bias", "fusion.q_proj.weight", "fusion.q_proj.bias",
                    "fusion.k_proj.weight", "fusion.k_proj.bias", "fusion.v_proj.weight", "fusion.v_proj.bias",
                    "fusion.out_proj.weight", "fusion.rel_bias.weight"],
@@ -205,7 +205,7 @@ def test_fusion_model_starts_as_the_pose_only_model(kind, trained_unisign, test_
     if kind == "gating":
         assert ((b["gate"] > 0) & (b["gate"] < 1)).all()
     else:
-        assert (b["gate"] == 0).all()  # tanh(alpha) = 0
+        assert ((b["gate"] >= 0) & (b["gate"] < 1)).all()  # the share of attention on texts (out_proj = 0)
     for beams in (1, 3):
         assert torch.equal(pose.generate_ids(test_batch, max_new_tokens=8, num_beams=beams),
                            fused.generate_ids(test_batch, max_new_tokens=8, num_beams=beams))
@@ -262,7 +262,7 @@ def test_gradients_reach_the_fusion_never_the_text_encoder(kind, synthetic):
     if kind == "gating":  # step 1: the projection is zero, only it learns (see GatingFusion)
         assert first["fusion.proj.weight"] > 0 and first["fusion.gate_mlp.0.weight"] == 0
     else:
-        assert first["fusion.alpha"] > 0 and first["fusion.q_proj.weight"] == 0
+        assert first["fusion.out_proj.weight"] > 0 and first["fusion.q_proj.weight"] == 0
     for name in FUSION_KEYS[kind]:  # gate, projection, mask embedding, attention layers
         assert last[name] is not None and last[name] > 0, name
     # the frozen encoder: no gradient, not optimised, unchanged, no state-dict keys
@@ -280,7 +280,7 @@ def test_text_dropout_through_uni_sign(kind, test_batch):
     model = fusion_model(kind, text_dropout_p=0.5)
     if kind == "cross_attn":
         with torch.no_grad():
-            model.text_fusion.fusion.alpha.fill_(0.5)  # nonzero gates
+            model.text_fusion.fusion.out_proj.weight.normal_()  # the attended texts move the features
     seen = {}
     model.text_fusion.fusion.register_forward_pre_hook(lambda mod, args: seen.update(args=args))
     mask = model.text_fusion.mask_embedding.weight.detach()
@@ -506,7 +506,6 @@ def test_descriptions_off_cross_attention_is_the_pose(trained_unisign, test_batc
     with torch.no_grad():  # "trained": values that move the features, open gate
         for name, p in model.text_fusion.named_parameters():
             p.copy_(torch.randn(p.shape, generator=g) * (3.0 if name.startswith(("fusion.v_proj", "fusion.out_proj")) else 0.02))
-        model.text_fusion.fusion.alpha.fill_(1.0)
     P = prompt_length(model)
     seen, hook = encoder_inputs(model)
     with torch.no_grad():

@@ -49,8 +49,6 @@ def _description_model(kind: str, pose_state: dict):
     with torch.no_grad():
         for name, p in model.text_fusion.named_parameters():
             p.copy_(torch.randn(p.shape, generator=g) * (scale if name.startswith(big) else 0.02))
-        if kind == "cross_attn":
-            model.text_fusion.fusion.alpha.fill_(1.0)
     return model.eval()
 
 

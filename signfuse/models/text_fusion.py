@@ -141,8 +141,9 @@ class TextEncoder(nn.Module):
     def _encode_ids(self, ids: list) -> torch.Tensor:
         """Token id lists (n texts) -> (n, text_dim) float32: one encoder call, padded to the longest."""
         tokens = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
-        states = self.encoder(input_ids=tokens["input_ids"],
-                              attention_mask=tokens["attention_mask"]).last_hidden_state  # (n, L, text_dim)
+        with torch.autocast(self.device.type, enabled=False):  # float32 always: the same vectors as a store
+            states = self.encoder(input_ids=tokens["input_ids"],
+                                  attention_mask=tokens["attention_mask"]).last_hidden_state  # (n, L, text_dim)
         return masked_mean(states.float(), tokens["attention_mask"])  # (n, text_dim)
 
     def forward(self, texts):

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from signfuse import metrics
 from signfuse.errors import InputError, SignfuseError
+from signfuse.models.text_fusion import ALIGNMENT_KINDS, alignment_kinds
 from signfuse.training import distributed as D
 from signfuse.training.checkpoint import save_last
 
@@ -471,9 +472,10 @@ def evaluate(model, loader, ctx: RunContext, split: str, descriptions_off: bool 
     if task != "SLT":
         result.update(full)
     result["samples"], result["skipped_samples"] = len(names), len(skipped)
+    gates = {k: v for g in gathered for k, v in g["gates"].items()}
+    result.update(mean_gate_by_kind(gates))
     if info.is_main and write_files and ctx.output_dir is not None:
         metrics.write_results(ctx.output_dir, split + tag, names, preds, refs)
-        gates = {k: v for g in gathered for k, v in g["gates"].items()}
         if gates:
             save_gates(Path(ctx.output_dir) / f"{split}{tag}_gates.npz", gates)
     if skipped:
@@ -498,11 +500,13 @@ def _generate_shard(net, loader, ctx: RunContext, label: str, descriptions_off: 
                 else net.generate(batch)
         if net.cfg.use_descriptions and not descriptions_off:
             gate = net.last_gate  # (B, T, 1) from the fusion of this batch
+            kinds = alignment_kinds(batch["desc_index"], batch["desc_weight"], batch["has_description"])  # (B, T)
             for b, name in enumerate(batch["names"]):
                 n = int(batch["attention_mask"][b].sum())
                 mine["gates"][name] = {"gate": gate[b, :n, 0].float().cpu().numpy(),
                                        "has_description": batch["has_description"][b, :n, 0].cpu().numpy(),
-                                       "frame_indices": batch["frame_indices"][b, :n].cpu().numpy()}
+                                       "frame_indices": batch["frame_indices"][b, :n].cpu().numpy(),
+                                       "alignment": kinds[b, :n].to(torch.int8).cpu().numpy()}
         mine["names"] += batch["names"]
         mine["preds"] += [metrics.postprocess_prediction(h, args.dataset, args.task) for h in hyps]
         mine["refs"] += [metrics.postprocess_reference(r, args.dataset, args.task) for r in batch["targets"]]
@@ -517,6 +521,17 @@ def _in_dataset_order(gathered: list, loader=None) -> tuple[list, list, list]:
     if positions is not None:
         rows.sort(key=lambda row: positions.get(row[0], len(positions)))
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+def mean_gate_by_kind(gates: dict) -> dict:
+    """{"mean_gate_<kind>": mean gate over the split's frames of that alignment kind} (exact,
+    interpolated, nearest, undescribed: text_fusion.ALIGNMENT_KINDS), for the kinds present."""
+    if not gates:
+        return {}
+    gate = np.concatenate([g["gate"] for _, g in sorted(gates.items())])  # (frames,)
+    kind = np.concatenate([g["alignment"] for _, g in sorted(gates.items())])  # (frames,)
+    return {f"mean_gate_{name}": float(gate[kind == code].mean())
+            for code, name in enumerate(ALIGNMENT_KINDS) if (kind == code).any()}
 
 
 def save_gates(path: Path, gates: dict) -> None:

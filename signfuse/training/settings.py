@@ -103,7 +103,7 @@ def saved_settings(checkpoint, path) -> tuple[dict, dict]:
 
 def _fusion_from_weights(keys: dict, settings: dict) -> dict:
     """The fusion's kind (into ``settings``) and sizes (returned) from its weights' shapes."""
-    if FUSION_PREFIX + "fusion.alpha" in keys:
+    if FUSION_PREFIX + "fusion.null_logit" in keys or FUSION_PREFIX + "fusion.alpha" in keys:  # alpha: before 0.2
         settings["text_fusion_type"] = "cross_attn"
         rel_bias = keys.get(FUSION_PREFIX + "fusion.rel_bias.weight")
         return {"cross_attn_heads": int(rel_bias.shape[1])} if rel_bias is not None and rel_bias.dim() == 2 else {}
