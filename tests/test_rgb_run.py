@@ -159,7 +159,7 @@ def test_evaluation_with_descriptions_both_and_batch_size_1_equals_3(data, plan_
         assert predictions(one, split) == predictions(plan_eval, split), split
     for split in ("dev", "test"):  # the description gate, a function of the fused (pose + RGB) features
         g1, g3 = np.load(one / f"{split}_gates.npz"), np.load(plan_eval / f"{split}_gates.npz")
-        assert sorted(g1.files) == sorted(g3.files) and len(g1.files) == 12
+        assert sorted(g1.files) == sorted(g3.files) and len(g1.files) == 16  # 4 samples x 4 arrays
         for key in g1.files:  # the same numbers, up to the kernels' batch-size-dependent last bits
             np.testing.assert_allclose(g1[key], g3[key], rtol=0, atol=1e-6, err_msg=key)
 
