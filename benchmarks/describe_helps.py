@@ -43,6 +43,8 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=2, help="trainings at a time (one torch thread each)")
     p.add_argument("--work_dir", default="/tmp/describe_helps")
     p.add_argument("--out", default=str(RESULTS / "describe_helps.json"))
+    p.add_argument("--reuse", action="store_true",
+                   help="no data or training: rebuild the figures from --work_dir's runs (done.json) of the same settings")
     return p.parse_args(argv)
 
 
@@ -73,26 +75,39 @@ def jobs_of_seed(work: Path, s: dict, seed: int) -> tuple:
     return jobs, commands
 
 
-def rows_of(done: dict, seeds: list) -> dict:
-    """{row: {seed: {"BLEU-4", "ROUGE-L", "train_s"}}} from the runs' test results."""
+def mean_gate(log_file: Path):
+    """The training's mean gate over its last epoch's frames (its log.txt), None without one."""
+    lines = log_file.read_text().splitlines() if log_file.exists() else []
+    return json.loads(lines[-1]).get("mean_gate") if lines else None
+
+
+def rows_of(done: dict, seeds: list, work: Path, pairs) -> dict:
+    """{row: {seed: {"BLEU-4", "ROUGE-L", "paired words %", "train mean gate", "train_s"}}} from
+    the runs' test results and prediction files."""
     rows = {}
     for key, desc, title in MODELS:
         tags = [("", f"{title}"), ("_nodesc", f"{title} (descriptions off)")] if desc else [("", title)]
         for tag, row in tags:
-            rows[row] = {str(seed): {"BLEU-4": done[f"{seed}/{key}"]["results"]["test" + tag]["bleu4"],
-                                     "ROUGE-L": done[f"{seed}/{key}"]["results"]["test" + tag]["rouge"],
-                                     "train_s": round(done[f"{seed}/{key}"]["train_s"], 1)} for seed in seeds}
+            rows[row] = {}
+            for seed in seeds:
+                r, ev = done[f"{seed}/{key}"], work / str(seed) / key / "eval"
+                paired = demo.paired_word_accuracy(ev / f"test{tag}_tmp_pres.txt", ev / f"test{tag}_tmp_refs.txt", pairs)
+                rows[row][str(seed)] = {"BLEU-4": r["results"]["test" + tag]["bleu4"],
+                                        "ROUGE-L": r["results"]["test" + tag]["rouge"], "paired words %": paired,
+                                        "train mean gate": mean_gate(work / str(seed) / key / "log.txt") if desc else None,
+                                        "train_s": round(r["train_s"], 1)}
     return rows
 
 
 def table(rows: dict, seeds: list) -> str:
-    head = "| model | " + " | ".join(f"seed {s} BLEU-4 / ROUGE-L" for s in seeds) + " | mean BLEU-4 | mean ROUGE-L |"
-    lines = [head, "|" + "---|" * (len(seeds) + 3)]
+    """Markdown: BLEU-4 / ROUGE-L / paired words % per seed, and their means."""
+    head = "| model | " + " | ".join(f"seed {s}: BLEU-4 / ROUGE-L / paired %" for s in seeds)
+    lines = [head + " | mean BLEU-4 | mean ROUGE-L | mean paired % |", "|" + "---|" * (len(seeds) + 4)]
+    cols = ("BLEU-4", "ROUGE-L", "paired words %")
     for row, per_seed in rows.items():
-        cells = [f"{per_seed[str(s)]['BLEU-4']:.1f} / {per_seed[str(s)]['ROUGE-L']:.1f}" for s in seeds]
-        mb = sum(per_seed[str(s)]["BLEU-4"] for s in seeds) / len(seeds)
-        mr = sum(per_seed[str(s)]["ROUGE-L"] for s in seeds) / len(seeds)
-        lines.append(f"| {row} | " + " | ".join(cells) + f" | {mb:.1f} | {mr:.1f} |")
+        cells = [" / ".join(f"{per_seed[str(s)][c]:.1f}" for c in cols) for s in seeds]
+        means = [f"{sum(per_seed[str(s)][c] for s in seeds) / len(seeds):.1f}" for c in cols]
+        lines.append(f"| {row} | " + " | ".join(cells + means) + " |")
     return "\n".join(lines)
 
 
@@ -104,22 +119,29 @@ def main(argv=None) -> None:
     t0 = time.time()
     jobs, commands = [], {}
     for seed in args.seeds:
-        summary = make_data(work, s, seed, args.cue_amplitude)
+        summary = (json.loads((work / str(seed) / "summary.json").read_text()) if args.reuse
+                   else make_data(work, s, seed, args.cue_amplitude))
+        (work / str(seed) / "summary.json").write_text(json.dumps(summary, default=str))
         seed_jobs, commands[str(seed)] = jobs_of_seed(work, s, seed)
         jobs += seed_jobs
     print(f"data: {summary['splits']} per seed; pairs: {summary['pairs']}; {len(jobs)} trainings, "
           f"{args.workers} at a time", flush=True)
     jobs.sort(key=lambda job: job[0].endswith("pose_only"))  # the gated (longer) runs first
-    done = demo._run_all(jobs, args.workers, threads=1, quiet=True)
-    (work / "done.json").write_text(json.dumps(done, default=str))  # the raw results, should the table fail
-    rows = rows_of(done, args.seeds)
+    if args.reuse:
+        done = json.loads((work / "done.json").read_text())
+    else:
+        done = demo._run_all(jobs, args.workers, threads=1, quiet=True)
+        (work / "done.json").write_text(json.dumps(done, default=str))  # the raw results, for --reuse
+    rows = rows_of(done, args.seeds, work, summary["pairs"])
     settings = {**s, "seeds": args.seeds, "cue_amplitude": args.cue_amplitude, "workers": args.workers,
-                "splits": summary["splits"], "wall_s": round(time.time() - t0, 1)}
+                "splits": summary["splits"], "pairs": summary["pairs"], "wall_s": round(time.time() - t0, 1),
+                "train_s": {job[0]: round(done[job[0]]["train_s"], 1) for job in jobs}}
     write_result(args.out, {"rows": rows, "table": table(rows, args.seeds), "commands": commands},
                  settings, info, argv)
     print(machine_line(info))
-    print(f"test split, greedy decoding; {s['epochs']} epochs of {summary['splits']['train']} videos; "
-          f"cue_amplitude {args.cue_amplitude}; wall {settings['wall_s']} s")
+    print(f"test split ({summary['splits']['test']} videos), greedy decoding; {s['epochs']} epochs of "
+          f"{summary['splits']['train']} videos; cue_amplitude {args.cue_amplitude}; paired %: share of the "
+          f"reference's paired words ({', '.join('/'.join(p) for p in summary['pairs'])}) in the translation")
     print(table(rows, args.seeds))
 
 
