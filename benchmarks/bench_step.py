@@ -26,7 +26,7 @@ import tempfile
 
 import torch
 
-from common import (CLOCK_HELP, CLOCKS, VARIANTS, add_out_arg, build_language_model, build_text_encoder, build_variant,
+from common import (model_size, CLOCK_HELP, CLOCKS, VARIANTS, add_out_arg, build_language_model, build_text_encoder, build_variant,
                     description_pool, machine_info, machine_line, median_ms, peak_rss_bytes, pick_device,
                     rss_bytes, set_threads, synthetic_batch, timed, write_pool_store, write_result)
 
@@ -186,9 +186,8 @@ def main():
     args = parse_args()
     device = pick_device(args.device)
     set_threads(args.threads)
+    model_size(args, device)
     gpu = device.type == "cuda"
-    args.layers = 12 if args.full else args.layers or (12 if gpu else 2)
-    args.vocab = 250112 if args.full else args.vocab or (250112 if gpu else 32128)
     if args._child:
         print(json.dumps(memory_child(args, device)))
         return

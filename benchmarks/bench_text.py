@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, MT5Config, MT5EncoderModel
 
-from common import (CLOCK_HELP, CLOCKS, add_out_arg, description_batch, description_pool, machine_info, machine_line,
+from common import (model_size, CLOCK_HELP, CLOCKS, add_out_arg, description_batch, description_pool, machine_info, machine_line,
                     median_ms, mt5_base_config, pick_device, set_threads, timed, write_result)
 from signfuse.models.text_fusion import TINY_MT5_DIR, TextEncoder, frame_text_features, masked_mean
 from signfuse.models.text_store import EmbeddingStore, write_store
@@ -137,7 +137,7 @@ def main():
     args = parse_args()
     device = pick_device(args.device)
     set_threads(args.threads)
-    args.layers = 12 if args.full else args.layers or (12 if device.type == "cuda" else 2)
+    model_size(args, device, vocab=False)  # the vocabulary stays mT5-base's unless --vocab
     info = machine_info(device)
     text_encoder, encoder, tokenizer, config, source = build_encoder(args, device)
     pool = description_pool(args.pool, args.seed)

@@ -119,6 +119,15 @@ def pick_device(name=None) -> torch.device:
     return torch.device(name if name else "cuda" if torch.cuda.is_available() else "cpu")
 
 
+def model_size(args, device: torch.device, vocab: bool = True) -> None:
+    """Fill ``args.layers`` (and with ``vocab``, ``args.vocab``) of the mT5-base shape: mT5-base's
+    12 layers and 250112 tokens with ``--full`` or on a GPU, else what was given, else 2 and 32128."""
+    gpu = device.type == "cuda"
+    args.layers = 12 if args.full else args.layers or (12 if gpu else 2)
+    if vocab:
+        args.vocab = 250112 if args.full else args.vocab or (250112 if gpu else 32128)
+
+
 def set_threads(threads) -> None:
     """``--threads N``: torch's CPU threads (None: torch's default, one per core)."""
     if threads:

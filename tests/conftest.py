@@ -150,11 +150,11 @@ def one_error_line(err: str, *names) -> str:
 
 # ----------------------------------------------------------------------------- tiny models
 
-def pinned_batch() -> dict:
-    """A hand-made batch (B=3, T=7): seeded parts, shorter samples padded with their last frame."""
+def padded_parts(lengths, g, targets=PINNED_TARGETS) -> dict:
+    """Random parts drawn from generator ``g`` (B=len(lengths)), shorter samples padded by
+    repeating their last frame as collate_fn does; attention_mask; the first B ``targets``."""
     import torch
-    g = torch.Generator().manual_seed(1234)
-    lengths, T = (7, 5, 3), 7
+    T = max(lengths)
     batch = {}
     for part, V in NODES.items():
         x = torch.rand(len(lengths), T, V, 3, generator=g) * 2 - 1  # (B, T, V, 3)
@@ -162,8 +162,26 @@ def pinned_batch() -> dict:
             x[i, n:] = x[i, n - 1].clone()
         batch[part] = x
     batch["attention_mask"] = torch.tensor([[1] * n + [0] * (T - n) for n in lengths])  # (B, T)
-    batch["targets"] = list(PINNED_TARGETS)
+    batch["targets"] = list(targets[: len(lengths)])
     return batch
+
+
+def pinned_batch() -> dict:
+    """A hand-made batch (B=3, T=7): seeded parts, shorter samples padded with their last frame."""
+    import torch
+    return padded_parts((7, 5, 3), torch.Generator().manual_seed(1234))
+
+
+def attribute_per_frame(segments, *keys) -> list:
+    """The attribute at ``keys`` (e.g. "right_hand", "location") of every frame that the
+    describer's ``segments`` cover, in frame order."""
+    out = []
+    for s in segments:
+        value = s["attributes"]
+        for k in keys:
+            value = value[k]
+        out += [value] * (s["end"] - s["start"])
+    return out
 
 
 def without_dropout(model):

@@ -9,6 +9,7 @@ chin -0.47, brows -0.992, head top = brows - 0.6 * (chin - brows) = -1.305, ches
 import numpy as np
 import pytest
 
+from conftest import attribute_per_frame
 from signfuse.data.synthetic import BODY_TEMPLATE, FACE_TEMPLATE, OPEN_MOUTH
 from signfuse.describe import rules, templates
 from signfuse.describe.rules import RulesDescriber, rules_settings
@@ -32,24 +33,13 @@ def describer(**settings):
     return RulesDescriber(rules_settings("Synthetic", **settings))
 
 
-def per_frame(segments, *keys):
-    """The attribute at ``keys`` of every frame covered by ``segments``."""
-    out = []
-    for s in segments:
-        value = s["attributes"]
-        for k in keys:
-            value = value[k]
-        out += [value] * (s["end"] - s["start"])
-    return out
-
-
 @pytest.mark.parametrize("y, location", [(-1.6, "above_head"), (-1.2, "face"), (-0.6, "face"),
                                          (-0.3, "chest"), (1.9, "chest"), (2.2, "low")])
 def test_location_levels_in_shoulder_widths(y, location):
     segments = describer().describe(*signer(20, right=(-0.5, y)))
-    assert per_frame(segments, "right_hand", "location") == [location] * 20
-    assert per_frame(segments, "left_hand", "location") == ["low"] * 20
-    assert per_frame(segments, "right_hand", "movement") == ["hold"] * 20
+    assert attribute_per_frame(segments, "right_hand", "location") == [location] * 20
+    assert attribute_per_frame(segments, "left_hand", "location") == ["low"] * 20
+    assert attribute_per_frame(segments, "right_hand", "movement") == ["hold"] * 20
 
 
 def test_aspect_ratio_comes_from_frame_size():
@@ -57,9 +47,9 @@ def test_aspect_ratio_comes_from_frame_size():
     wide in frame heights, so the same keypoints put the hand at 0.45 sw; at W/H = 0.8, 1.125 sw
     (low)."""
     pose = signer(10, right=(-0.5, 1.8))
-    assert per_frame(describer().describe(*pose), "right_hand", "location") == ["chest"] * 10
-    assert per_frame(describer(frame_size=(1024, 512)).describe(*pose), "right_hand", "location") == ["chest"] * 10
-    assert per_frame(describer(frame_size=(400, 500)).describe(*pose), "right_hand", "location") == ["low"] * 10
+    assert attribute_per_frame(describer().describe(*pose), "right_hand", "location") == ["chest"] * 10
+    assert attribute_per_frame(describer(frame_size=(1024, 512)).describe(*pose), "right_hand", "location") == ["chest"] * 10
+    assert attribute_per_frame(describer(frame_size=(400, 500)).describe(*pose), "right_hand", "location") == ["low"] * 10
 
 
 @pytest.mark.parametrize("step, movement", [((0.0, -0.1), "up"), ((0.0, 0.1), "down"), ((-0.1, 0.0), "left"),
@@ -68,8 +58,8 @@ def test_movement_is_the_dominant_direction_in_image_coordinates(step, movement)
     """0.1 body units per frame at 25 fps is 1.25 shoulder widths per second; 0.01 is 0.125 (a hold)."""
     track = np.array([-0.5, 0.5]) + np.arange(16)[:, None] * np.array(step)
     segments = describer().describe(*signer(16, right=track))
-    assert per_frame(segments, "right_hand", "movement") == [movement] * 16
-    assert per_frame(segments, "left_hand", "movement") == ["hold"] * 16
+    assert attribute_per_frame(segments, "right_hand", "movement") == [movement] * 16
+    assert attribute_per_frame(segments, "left_hand", "movement") == ["hold"] * 16
     expected = {"hold": "both_hold", "up": "right_dominant"}.get(movement, "right_dominant")
     assert {s["attributes"]["hands"]["relation"] for s in segments} == {expected}
 
@@ -77,16 +67,16 @@ def test_movement_is_the_dominant_direction_in_image_coordinates(step, movement)
 def test_fps_scales_speed():
     """0.03 body units per frame: 0.375 sw/s at 25 fps (hold), 0.75 sw/s at 50 fps (moves)."""
     track = np.array([-0.5, 0.5]) + np.arange(16)[:, None] * np.array([0.0, -0.03])
-    assert per_frame(describer().describe(*signer(16, right=track)), "right_hand", "movement") == ["hold"] * 16
-    assert per_frame(describer(fps=50).describe(*signer(16, right=track)), "right_hand", "movement") == ["up"] * 16
+    assert attribute_per_frame(describer().describe(*signer(16, right=track)), "right_hand", "movement") == ["hold"] * 16
+    assert attribute_per_frame(describer(fps=50).describe(*signer(16, right=track)), "right_hand", "movement") == ["up"] * 16
 
 
 def test_right_hand_is_cocos_right_hand_and_the_signers():
     """Points 112..132 are the person's right hand; moving only them moves "right_hand"."""
     keypoints, scores = signer(12, right=np.array([-0.5, 1.0]) + np.arange(12)[:, None] * [0.0, -0.12])
     segments = describer().describe(keypoints, scores)
-    assert set(per_frame(segments, "right_hand", "movement")) == {"up"}
-    assert set(per_frame(segments, "left_hand", "movement")) == {"hold"}
+    assert set(attribute_per_frame(segments, "right_hand", "movement")) == {"up"}
+    assert set(attribute_per_frame(segments, "left_hand", "movement")) == {"hold"}
     assert segments[0]["text"].startswith("right hand moves up")
 
 
@@ -97,9 +87,9 @@ def test_low_confidence_gives_absent_never_a_guess():
     keypoints[10:20, RIGHT] = (0.5 - 0.05, 0.4 - 0.08)  # a guess would say "face"
     scores[10:20, RIGHT] = 0.2
     segments = describer().describe(keypoints, scores, offset=100)
-    location = per_frame(segments, "right_hand", "location")
+    location = attribute_per_frame(segments, "right_hand", "location")
     assert location == ["chest"] * 10 + ["absent"] * 10 + ["chest"] * 10
-    assert per_frame(segments, "right_hand", "movement")[10:20] == ["absent"] * 10
+    assert attribute_per_frame(segments, "right_hand", "movement")[10:20] == ["absent"] * 10
     absent = [s for s in segments if s["attributes"]["right_hand"]["location"] == "absent"]
     assert [(s["start"], s["end"]) for s in absent] == [(110, 120)]
     assert absent[0]["text"].startswith("right hand not visible; left hand holds below the chest")
@@ -119,10 +109,10 @@ def test_mouth_open_and_closed():
     opened = np.array([0.5, 0.4]) + 0.1 * OPEN_MOUTH  # points 71..90
     keypoints[10:22, 71:91] = opened
     segments = describer().describe(keypoints, scores)
-    assert per_frame(segments, "mouth") == ["closed"] * 10 + ["open"] * 12 + ["closed"] * 8
+    assert attribute_per_frame(segments, "mouth") == ["closed"] * 10 + ["open"] * 12 + ["closed"] * 8
     assert any(s["text"].endswith("mouth open") or "mouth open;" in s["text"] for s in segments)
     scores[:, 71] = 0.1  # a mouth corner is never confident: the mouth is absent
-    assert set(per_frame(describer().describe(keypoints, scores), "mouth")) == {"absent"}
+    assert set(attribute_per_frame(describer().describe(keypoints, scores), "mouth")) == {"absent"}
 
 
 def test_segments_cover_every_frame_and_split_where_an_attribute_changes():

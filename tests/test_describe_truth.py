@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import attribute_per_frame
 from signfuse.data.synthetic import PAIRS, build_lexicon, make_synthetic, render_sample
 from signfuse.describe import command
 
@@ -29,16 +30,6 @@ def described(tmp_path_factory):
     return root
 
 
-def frames_of(segments, *keys) -> list:
-    out = []
-    for s in segments:
-        value = s["attributes"]
-        for k in keys:
-            value = value[k]
-        out += [value] * (s["end"] - s["start"])
-    return out
-
-
 def test_rules_agree_with_the_truth_on_95_percent_of_frames(described, capsys):
     agree = {a: 0 for a in ATTRIBUTES}
     total = {a: 0 for a in ATTRIBUTES}
@@ -47,9 +38,9 @@ def test_rules_agree_with_the_truth_on_95_percent_of_frames(described, capsys):
         truth = json.loads(truth_file.read_text())
         segments = json.loads((described / "rules/Synthetic" / truth_file.name).read_text("utf-8"))["segments"]
         assert segments[0]["start"] == truth["start"] and segments[-1]["end"] == truth["end"]
-        pairs = [(frames_of(segments, hand, a), truth[hand][a])
+        pairs = [(attribute_per_frame(segments, hand, a), truth[hand][a])
                  for hand in ("right_hand", "left_hand") for a in ("location", "movement")]
-        pairs.append((frames_of(segments, "mouth"), truth["mouth"]))
+        pairs.append((attribute_per_frame(segments, "mouth"), truth["mouth"]))
         for (predicted, true), name in zip(pairs, ("location", "movement", "location", "movement", "mouth"), strict=True):
             assert len(predicted) == len(true) == truth["end"] - truth["start"]
             agree[name] += sum(p == t for p, t in zip(predicted, true, strict=True))

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import NODES, PINNED_TARGETS as TARGETS, golden
+from conftest import PINNED_TARGETS as TARGETS, golden, padded_parts
 from signfuse.config import TINY_POSE_CHANNELS, ModelConfig
 from signfuse.models.mt5 import load_mt5, mt5_from_config_dict
 from signfuse.models.pose_encoder import PARTS, PoseEncoder
@@ -16,17 +16,7 @@ from signfuse.models.uni_sign import Uni_Sign, build_model
 
 def make_batch(lengths=(6, 4, 2), seed: int = 0, targets=TARGETS) -> dict:
     """Random parts, shorter samples padded by repeating their last frame, as collate_fn does."""
-    g = torch.Generator().manual_seed(seed)
-    T = max(lengths)
-    batch = {}
-    for part, V in NODES.items():
-        x = torch.rand(len(lengths), T, V, 3, generator=g) * 2 - 1  # (B, T, V, 3)
-        for i, n in enumerate(lengths):
-            x[i, n:] = x[i, n - 1]
-        batch[part] = x
-    batch["attention_mask"] = torch.tensor([[1] * n + [0] * (T - n) for n in lengths])  # (B, T)
-    batch["targets"] = list(targets[: len(lengths)])
-    return batch
+    return padded_parts(lengths, torch.Generator().manual_seed(seed), targets)
 
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import NODES, PINNED_TARGETS as TARGETS, data_file, golden
+from conftest import PINNED_TARGETS as TARGETS, data_file, golden, padded_parts
 from signfuse.config import TINY_POSE_CHANNELS, ModelConfig
 from signfuse.errors import InputError
 from signfuse.models import pose_encoder as pose_encoder_module
@@ -92,15 +92,7 @@ def make_rgb_batch(lengths=(6, 4), crops=((0, 3), (2,)), seed: int = 0, targets=
     """Random parts (padded like collate_fn) and hand crops: ``crops[b]`` the positions of sample b
     (both hands; an empty tuple is a dummy row)."""
     g = torch.Generator().manual_seed(seed)
-    T = max(lengths)
-    batch = {}
-    for part, V in NODES.items():
-        x = torch.rand(len(lengths), T, V, 3, generator=g) * 2 - 1  # (B, T, V, 3)
-        for i, n in enumerate(lengths):
-            x[i, n:] = x[i, n - 1]
-        batch[part] = x
-    batch["attention_mask"] = torch.tensor([[1] * n + [0] * (T - n) for n in lengths])  # (B, T)
-    batch["targets"] = list(targets[: len(lengths)])
+    batch = padded_parts(lengths, g, targets)  # the crops below continue the same draws
     for part in HANDS:
         idx = [list(c) if c else [-1] for c in crops]
         N = sum(len(i) for i in idx)
