@@ -85,8 +85,7 @@ class SignDataset(torch.utils.data.Dataset):
         if self.train or self.rgb.eval_sampling == "random":
             rng = rng if rng is not None else np.random.default_rng((self.seed, self.epoch, index))
             rng = rng.spawn(1)[0]  # depends on the seed sequence only, not on the draws made so far
-        return load_hand_crops(pose, frames, video_file(self.rgb, sample_video_path), self.rgb, self.train,
-                               rng, keypoints=pose.exact_keypoints)
+        return load_hand_crops(pose, frames, video_file(self.rgb, sample_video_path), self.rgb, self.train, rng)
 
     def sample_ids(self) -> list:
         """The description-file ids of the samples (stems of their video_path)."""
