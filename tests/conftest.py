@@ -11,12 +11,15 @@ import gzip
 import os
 import pickle
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
+from signfuse.training.distributed import GROUP_HELD_WARNING
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO / "tests" / "data"
@@ -86,18 +89,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def launch(tool: str, nproc: int, script, argv: list, timeout=600) -> subprocess.CompletedProcess:
+    """``tool`` (torchrun or deepspeed) starting ``nproc`` processes of ``script ARGV``; asserts that
+    every process succeeded and freed its process group (a group that outlives the run keeps its
+    gloo threads into interpreter exit, where they can abort a finished process)."""
+    count = "--nproc_per_node" if tool == "torchrun" else "--num_gpus"
+    cmd = [str(launcher(tool)), count, str(nproc), "--master_port", str(free_port()), str(script),
+           *[str(a) for a in argv]]
+    r = subprocess.run(cmd, env=SUBPROCESS_ENV, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert GROUP_HELD_WARNING not in r.stderr, r.stderr[-3000:]
+    return r
+
+
 @contextlib.contextmanager
 def gloo_group(rank: int, world: int, store):
-    """A gloo process group for a spawned test worker, left as the product leaves it: every
-    rank meets at a barrier, then destroys the group (a rank that left early could abort a
-    peer still in a collective)."""
+    """A gloo process group for a spawned test worker, made and left as the product does: the
+    modules that would keep the group imported first, and at the end every rank meets at a
+    barrier (a rank that left early could abort a peer still in a collective), then the group
+    is destroyed and freed."""
     import torch.distributed as dist
+    from signfuse.training import distributed as D
+    D.import_before_the_group()
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    freed = False
     try:
         yield
         dist.barrier()
     finally:
-        dist.destroy_process_group()
+        freed = D.cleanup()
+    assert freed, GROUP_HELD_WARNING
 
 
 # ----------------------------------------------------------------------------- data

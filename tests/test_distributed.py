@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, SUBPROCESS_ENV as ENV, free_port, gloo_group, launcher
+from conftest import REPO, SUBPROCESS_ENV as ENV, gloo_group, launch
 from signfuse.training import distributed as D
 from signfuse.training import engine
 from signfuse.training.run import BatchShardSampler, ResumableSampler
@@ -233,10 +233,9 @@ def flags(data: Path, out: Path, *extra) -> list:
             "--output_dir", str(out), *extra]
 
 
-def torchrun(nproc: int, args: list, timeout=400) -> subprocess.CompletedProcess:
-    cmd = [str(launcher("torchrun")), "--nproc_per_node", str(nproc),
-           "--master_port", str(free_port()), str(REPO / "fine_tuning.py"), *args]
-    return subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+def torchrun(nproc: int, args: list) -> subprocess.CompletedProcess:
+    """``torchrun fine_tuning.py ARGS``: every process succeeds and frees its group."""
+    return launch("torchrun", nproc, REPO / "fine_tuning.py", args)
 
 
 def logged_digest(out: Path) -> str:
@@ -266,8 +265,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ddp_run(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp") / "out"
-    r = torchrun(2, flags(data, out))
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    torchrun(2, flags(data, out))
     return out
 
 
@@ -290,8 +288,7 @@ def test_torchrun_two_processes_hold_identical_weights(ddp_run):
 def test_torchrun_evaluation_equals_single_process_evaluation(ddp_run, data, tmp_path):
     ckpt = ddp_run / "checkpoint_1.pth"
     one, two = tmp_path / "one", tmp_path / "two"
-    r = torchrun(2, flags(data, two, "--eval", "--finetune", str(ckpt), "--batch-size", "2"))
-    assert r.returncode == 0, r.stderr[-4000:]
+    torchrun(2, flags(data, two, "--eval", "--finetune", str(ckpt), "--batch-size", "2"))
     r = subprocess.run([sys.executable, str(REPO / "fine_tuning.py"),
                         *flags(data, one, "--eval", "--finetune", str(ckpt), "--batch-size", "2")],
                        env=ENV, cwd=REPO, capture_output=True, text=True, timeout=400)
@@ -333,10 +330,7 @@ def test_deepspeed_launcher_on_cpu_trains_like_torchrun(ddp_run, data, tmp_path)
     where DDP's do, so it ends with DDP's weights (to DEEPSPEED_TOL)."""
     import deepspeed  # noqa: F401 - installed with the package's [deepspeed] extra: a failure here is one
     out = tmp_path / "ds"
-    cmd = [str(launcher("deepspeed")), "--num_gpus", "2", "--master_port", str(free_port()),
-           str(REPO / "fine_tuning.py"), *flags(data, out)]
-    r = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    launch("deepspeed", 2, REPO / "fine_tuning.py", flags(data, out))
     log = (out / "run.txt").read_text()
     assert "distributed: 2 processes (DeepSpeed, gloo)" in log
     logged_digest(out)  # its two processes ended with identical weights (the run checks it)
@@ -347,6 +341,33 @@ def test_deepspeed_launcher_on_cpu_trains_like_torchrun(ddp_run, data, tmp_path)
     worst = max_abs_difference(last["model"], ref["model"])
     assert worst <= DEEPSPEED_TOL, f"DeepSpeed's weights differ from DDP's by up to {worst:.3g}"
 
+
+LEAVE_SCRIPT = r'''
+import os, sys
+assert "torch.distributed.fsdp" not in sys.modules and "transformers" not in sys.modules
+from signfuse.training import distributed as D
+
+info = D.init_distributed("cpu")
+import transformers.modeling_utils  # noqa: F401 - what the run imports after joining (it imports torch FSDP)
+D.barrier(info)
+freed = D.cleanup()
+threads = sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+print(f"rank {info.rank}: freed {freed}, threads {threads}")
+'''
+
+
+@pytest.mark.slow
+def test_leaving_the_group_frees_it_and_ends_its_threads(tmp_path):
+    """After ``cleanup`` no gloo thread is left to run into interpreter exit (where one can abort a
+    process whose work is done: "terminate called without an active exception", SIGABRT). Imported
+    after the group exists, torch FSDP (via transformers) would keep the group for good."""
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE_SCRIPT)
+    out = launch("torchrun", 2, script, []).stdout
+    lines = sorted(line for line in out.splitlines() if line.startswith("rank "))
+    assert [line.split(":")[0] for line in lines] == ["rank 0", "rank 1"]
+    for line in lines:
+        assert "freed True" in line and "gloo" not in line, line
 
 ZERO_SCRIPT = r'''
 import sys, torch, deepspeed
@@ -397,8 +418,8 @@ stepper2.load_state_dict(resumed["stepper"])
 train(eng2, stepper2, 3, 3)
 assert D.state_digest(eng2.module.state_dict()) == final
 print(f"rank {info.rank}: resumed ZeRO-2 state gives the same weights")
-D.barrier(info)  # leave as the product does: together, then destroy the group
-D.cleanup()
+D.barrier(info)  # leave as the product does: together, then destroy and free the group
+assert D.cleanup(), D.GROUP_HELD_WARNING
 '''
 
 
@@ -408,8 +429,5 @@ def test_deepspeed_zero_optimizer_partitions_round_trip_through_last_pth(tmp_pat
     (gathered on rank 0), every rank reads its own back, with weights_only loading."""
     script = tmp_path / "zero_resume.py"
     script.write_text(ZERO_SCRIPT)
-    r = subprocess.run([str(launcher("torchrun")), "--nproc_per_node", "2",
-                        "--master_port", str(free_port()), str(script), str(tmp_path)],
-                       env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    r = launch("torchrun", 2, script, [tmp_path])
     assert r.stdout.count("resumed ZeRO-2 state gives the same weights") == 2

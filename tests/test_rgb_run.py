@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, SUBPROCESS_ENV as ENV, free_port, launcher
+from conftest import REPO, launch as launch_script
 from signfuse import cli
 from signfuse.config import ModelConfig
 from signfuse.data import paths
@@ -316,13 +316,8 @@ def test_batches_keep_int64_indices_and_list_lengths_on_the_device(data):
 
 # ----------------------------------------------------------------------------- several processes
 
-def launch(tool: str, nproc: int, argv: list, timeout=600) -> subprocess.CompletedProcess:
-    count = "--nproc_per_node" if tool == "torchrun" else "--num_gpus"
-    cmd = [str(launcher(tool)), count, str(nproc), "--master_port", str(free_port()), str(REPO / "fine_tuning.py"),
-           *[str(a) for a in argv]]
-    r = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return r
+def launch(tool: str, nproc: int, argv: list) -> subprocess.CompletedProcess:
+    return launch_script(tool, nproc, REPO / "fine_tuning.py", argv)
 
 
 @pytest.mark.slow

@@ -5,8 +5,11 @@ torchrun and deepspeed both set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MA
 in the environment (deepspeed also passes --local_rank on the command line). NCCL on GPU,
 gloo on CPU.
 """
+import gc
 import hashlib
 import os
+import sys
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +17,10 @@ import torch
 import torch.distributed as dist
 
 from signfuse.errors import InputError, SignfuseError
+
+
+#: printed (stderr) by a process whose group outlived ``cleanup`` (see ``import_before_the_group``)
+GROUP_HELD_WARNING = "the process group is still held after leaving it; its threads run on into interpreter exit"
 
 
 class ReplicaMismatchError(SignfuseError):
@@ -48,11 +55,13 @@ def pick_device(name: str | None, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def init_distributed(device_name: str | None = None, local_rank: int | None = None) -> DistInfo:
+def init_distributed(device_name: str | None = None, local_rank: int | None = None,
+                     deepspeed: bool = False) -> DistInfo:
     """Join the process group when launched by torchrun/deepspeed; else a single process.
 
     ``local_rank``: the launcher's --local_rank, used when LOCAL_RANK is not in the
-    environment (old deepspeed launchers)."""
+    environment (old deepspeed launchers). ``deepspeed``: the run will use DeepSpeed (imported
+    before the group, see ``import_before_the_group``)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", local_rank if local_rank is not None else 0))
@@ -64,6 +73,7 @@ def init_distributed(device_name: str | None = None, local_rank: int | None = No
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        import_before_the_group(deepspeed)
         dist.init_process_group(backend=backend)
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=device)
 
@@ -77,9 +87,33 @@ def init_single_process_group(info: DistInfo) -> None:
     dist.init_process_group(backend=backend, init_method=f"file://{store}", rank=0, world_size=1)
 
 
-def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
+def import_before_the_group(deepspeed: bool = False) -> None:
+    """Import, before the default group exists, the modules that would otherwise keep it for
+    good: torch.distributed.fsdp (imported by transformers' modeling_utils) takes the default
+    group as a default argument value (``process_group=dist.group.WORLD``) when imported after
+    init_process_group, and DeepSpeed imported after it keeps references that its own
+    destroy_process_group does not drop. A group kept so is not freed by ``cleanup``: its gloo
+    threads run on into interpreter exit, where one of them can abort the process (SIGABRT,
+    "terminate called without an active exception") after all the work is done."""
+    import torch.distributed.fsdp  # noqa: F401
+    if deepspeed:
+        import deepspeed as _  # noqa: F401
+
+
+def cleanup() -> bool:
+    """Leave the process group and free it (its gloo or NCCL threads end here, not during
+    interpreter exit). True when the group is gone; False when something still holds it."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return True
+    group = weakref.ref(dist.group.WORLD)
+    gc.collect()  # DDP reducers and engines in reference cycles hold the group
+    deepspeed_comm = sys.modules.get("deepspeed.comm")
+    if deepspeed_comm is not None and deepspeed_comm.is_initialized():
+        deepspeed_comm.destroy_process_group()  # also drops DeepSpeed's own references to its groups
+    else:
         dist.destroy_process_group()
+    gc.collect()
+    return group() is None
 
 
 def barrier(info: DistInfo) -> None:

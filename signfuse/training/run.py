@@ -15,6 +15,7 @@ Used by ``fine_tuning.py`` and ``signfuse train`` / ``signfuse eval``. Read top 
     evaluate(args)                  the checkpoint's settings (settings.py), dev then test
 """
 import json
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -421,13 +422,14 @@ def make_writer(output_dir, info, purge_step=None):
 def in_process_group(args, body):
     """``body(args, info)`` in this process's group (torchrun, deepspeed, or one process);
     every process ends it together."""
-    info = D.init_distributed(args.device, getattr(args, "local_rank", None))
+    info = D.init_distributed(args.device, getattr(args, "local_rank", None), deepspeed=use_deepspeed(args))
     try:
         result = body(args, info)
         D.barrier(info)  # end together: a gloo rank leaving early can abort a peer still in a collective
         return result
     finally:
-        D.cleanup()
+        if not D.cleanup():
+            print(f"warning (rank {info.rank}): {D.GROUP_HELD_WARNING} (report this)", file=sys.stderr)
 
 
 def start_run(args, info: D.DistInfo) -> tuple:
