@@ -150,9 +150,10 @@ def test_description_checkpoint(kind, setup, capsys, mt5_inputs):
     # The descriptions change this prediction. Measured (torch 2.14.1) over 3 stand-ins for
     # another machine (the pose weights trained from initial weights multiplied by
     # 1 + 1e-6 * N(0, 1), draws 0-2, see conftest.train_on): where the greedy texts first differ,
-    # the chosen token leads the other text's by 1.87-1.95 (gating) and 0.50-0.76 (cross_attn,
+    # the chosen token leads the other text's by 1.92-2.03 (gating) and 0.50-0.76 (cross_attn,
     # "you go home today" / "go": 0.50-0.63 with the descriptions, 0.73-0.76 without) in logits
-    # under both inputs, while such draws move these logits by at most 0.08 (cross_attn: 0.07).
+    # under both inputs, while such draws move these logits by at most 0.13 (gating: draw 0;
+    # 0.06 in draws 1-2) and 0.07 (cross_attn).
     # (Seeds 0-5 of the fusion weights give 0.2-1.9 (gating: the largest is used) and 0-0.74
     # (cross_attn: seed 0 gives 0.55; seed 1 0.74, seeds 2 and 5 0.59, seed 3 0.18, seed 4 the
     # same text with and without).)
