@@ -82,6 +82,7 @@ def init_single_process_group(info: DistInfo) -> None:
     """A process group of one (DeepSpeed wants one even for a single process started without
     a launcher): a file store in a temporary folder, no network port."""
     import tempfile
+    os.environ.setdefault("LOCAL_RANK", str(info.local_rank))  # deepspeed.initialize requires it
     store = os.path.join(tempfile.mkdtemp(prefix="signfuse_pg_"), "store")
     backend = "nccl" if info.device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, init_method=f"file://{store}", rank=0, world_size=1)
