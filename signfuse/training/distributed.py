@@ -98,7 +98,10 @@ def import_before_the_group(deepspeed: bool = False) -> None:
     "terminate called without an active exception") after all the work is done."""
     import torch.distributed.fsdp  # noqa: F401
     if deepspeed:
-        import deepspeed as _  # noqa: F401
+        try:
+            import deepspeed as _  # noqa: F401
+        except ImportError:  # said in one line where the engine is made (run.wrap_model)
+            pass
 
 
 def cleanup() -> bool:
