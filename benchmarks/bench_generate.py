@@ -18,9 +18,9 @@ import tempfile
 
 import torch
 
-from common import (model_size, CLOCK_HELP, CLOCKS, add_out_arg, build_language_model, build_text_encoder, build_variant,
-                    description_pool, machine_info, machine_line, median_ms, pick_device, set_threads, synthetic_batch,
-                    timed, write_pool_store, write_result)
+from common import (CLOCK_HELP, CLOCKS, add_out_arg, build_language_model, build_text_encoder, build_variant,
+                    description_pool, machine_info, machine_line, median_ms, synthetic_batch, timed,
+                    write_pool_store, write_result, start)
 
 NAMES = ("pose-only", "gating + store", "gating + online", "cross_attn + store")
 TARGET = ("gating + store", 0.03)  # at most 3% slower per sample than pose-only
@@ -89,9 +89,7 @@ def measure(args, device) -> tuple:
 
 def main():
     args = parse_args()
-    device = pick_device(args.device)
-    set_threads(args.threads)
-    model_size(args, device)
+    device = start(args)
     gpu = device.type == "cuda"
     info = machine_info(device)
     times, shared, distinct = measure(args, device)

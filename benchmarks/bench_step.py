@@ -26,9 +26,9 @@ import tempfile
 
 import torch
 
-from common import (model_size, CLOCK_HELP, CLOCKS, VARIANTS, add_out_arg, build_language_model, build_text_encoder, build_variant,
-                    description_pool, machine_info, machine_line, median_ms, peak_rss_bytes, pick_device,
-                    rss_bytes, set_threads, synthetic_batch, timed, write_pool_store, write_result)
+from common import (CLOCK_HELP, CLOCKS, VARIANTS, add_out_arg, build_language_model, build_text_encoder,
+                    build_variant, description_pool, machine_info, machine_line, median_ms, peak_rss_bytes,
+                    rss_bytes, synthetic_batch, timed, write_pool_store, write_result, start)
 
 TARGETS = {"gating + store": 0.05, "cross_attn + store": 0.15}  # slower than pose-only, at most
 MiB = 2 ** 20
@@ -184,9 +184,7 @@ def figures_of(m: dict) -> dict:
 
 def main():
     args = parse_args()
-    device = pick_device(args.device)
-    set_threads(args.threads)
-    model_size(args, device)
+    device = start(args)
     gpu = device.type == "cuda"
     if args._child:
         print(json.dumps(memory_child(args, device)))

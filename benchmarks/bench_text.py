@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, MT5Config, MT5EncoderModel
 
-from common import (model_size, CLOCK_HELP, CLOCKS, add_out_arg, description_batch, description_pool, machine_info, machine_line,
-                    median_ms, mt5_base_config, pick_device, set_threads, timed, write_result)
+from common import (CLOCK_HELP, CLOCKS, add_out_arg, description_batch, description_pool, machine_info, machine_line,
+                    median_ms, mt5_base_config, timed, write_result, start)
 from signfuse.models.text_fusion import TINY_MT5_DIR, TextEncoder, frame_text_features, masked_mean
 from signfuse.models.text_store import EmbeddingStore, write_store
 
@@ -135,9 +135,7 @@ METHODS = {  # key -> (label, decimals of its ms)
 
 def main():
     args = parse_args()
-    device = pick_device(args.device)
-    set_threads(args.threads)
-    model_size(args, device, vocab=False)  # the vocabulary stays mT5-base's unless --vocab
+    device = start(args, vocab=False)  # the vocabulary stays mT5-base's unless --vocab
     info = machine_info(device)
     text_encoder, encoder, tokenizer, config, source = build_encoder(args, device)
     pool = description_pool(args.pool, args.seed)

@@ -134,6 +134,15 @@ def set_threads(threads) -> None:
         torch.set_num_threads(threads)
 
 
+def start(args, vocab: bool = True) -> torch.device:
+    """A benchmark's start: its device (--device), torch's threads (--threads) and the model
+    size (``model_size``); returns the device."""
+    device = pick_device(args.device)
+    set_threads(args.threads)
+    model_size(args, device, vocab=vocab)
+    return device
+
+
 def machine_line(info: dict) -> str:
     """One line of machine_info(): CPU, threads, niceness, load average, versions, commit."""
     gpu = f", GPU {info['gpu']}" if "gpu" in info else ""
