@@ -89,7 +89,7 @@ def run_flags(data_dir, output_dir, s: dict, seed: int, fusion=None, device: str
 
 
 def parse_run_args(flags: list):
-    from signfuse.cli import run_parser
+    from signfuse.flags import run_parser
     return run_parser().parse_args(flags)
 
 
@@ -440,7 +440,7 @@ def cmd_demo(args) -> None:
 
 
 def register(sub) -> None:
-    from signfuse.cli import add_flags
+    from signfuse.flags import add_flags
     sp = sub.add_parser("demo", help="generate synthetic data, train pose-only, gated and cross-attention models, compare",
                         description="Generate the synthetic benchmark, fine-tune the pose-only, the gated and the "
                                     "cross-attention model from the same initial weights on CPU, evaluate them "

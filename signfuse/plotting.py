@@ -297,7 +297,7 @@ def cmd_plot_gates(args) -> None:
 
 
 def register(sub) -> None:
-    from signfuse.cli import add_flags
+    from signfuse.flags import add_flags
     sp = sub.add_parser("plot-gates", help="draw a sample's fusion gate over time, and its distribution over a split (PNG)")
     sp.add_argument("--gates", required=True, help="<split>_gates.npz written by evaluation")
     sp.add_argument("--sample", default=None, help="sample name (default: the first)")

@@ -465,7 +465,7 @@ def add_extraction_args(p) -> None:
 
 
 def register(sub) -> None:
-    from signfuse.cli import add_flags
+    from signfuse.flags import add_flags
     sp = sub.add_parser("extract-pose", help="videos -> pose files in Uni-Sign's format (rtmlib; exit status 1 "
                                              "if a video failed)", description=__doc__.split("\n\n")[0])
     sp.add_argument("--videos", nargs="+", required=True, metavar="DIR_OR_FILE",

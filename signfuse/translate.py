@@ -152,7 +152,7 @@ RULES_FRAME_NOTE = ("The rules describer (--describe rules) takes --frame_size a
 
 
 def register(sub) -> None:
-    from signfuse import cli
+    from signfuse import flags as cli
     sp = sub.add_parser("translate", help="translate sign language videos (pose extraction, then predict)",
                         description=__doc__.split("\n\n")[0], epilog=RULES_FRAME_NOTE)
     g = sp.add_argument_group("inputs")

@@ -336,7 +336,7 @@ def cmd_check_data(args) -> None:
 def register(sub) -> None:
     sp = sub.add_parser("check-data", help="scan a dataset's label, pose, description and video files and "
                                            "report every problem (exit status 1 if a sample is unusable)")
-    from signfuse.cli import add_data_args, add_description_args, add_rgb_args  # the flags every command shares
+    from signfuse.flags import add_data_args, add_description_args, add_rgb_args  # the flags every command shares
     add_data_args(sp, "dataset", "split", "data_root", "label_dir", "pose_dir", "trust_pickles", "max_length",
                   required=("dataset",))
     add_description_args(sp, "use_descriptions", "desc_dir")  # --use_descriptions: also check the description files

@@ -218,7 +218,7 @@ def cmd_describe(args) -> None:
 def register(sub) -> None:
     sp = sub.add_parser("describe", help="write action descriptions of a dataset's videos (from the pose by "
                                          "rules, or by a local vision-language model)")
-    from signfuse.cli import add_data_args, add_description_args  # the flags runs take, defined once
+    from signfuse.flags import add_data_args, add_description_args  # the flags runs take, defined once
     add_data_args(sp, "dataset", "data_root", "label_dir", "pose_dir", "split", "trust_pickles", required=("dataset",))
     # the output: <desc_dir>/<dataset>/<sample_id>.json, as runs read them; the rules describer's settings
     add_description_args(sp, "desc_dir", "language", "frame_size", "fps", "desc_max_tokens")

@@ -44,7 +44,7 @@ HINTS = {"en": " Pose measurements of these frames: {hints}.", "zh": "这些帧�
 
 
 def add_vlm_args(sp) -> None:
-    from signfuse.cli import add_flags  # the flags runs take too (--rgb_dir, --max_new_tokens, --device), defined once
+    from signfuse.flags import add_flags  # the flags runs take too (--rgb_dir, --max_new_tokens, --device), defined once
     g = sp.add_argument_group("--describer vlm")
     g.add_argument("--vlm_model", default=None,
                    help="local Hugging Face directory of an image-text-to-text model (never downloaded)")

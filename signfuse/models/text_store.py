@@ -486,7 +486,7 @@ def register(sub) -> None:
     sp = sub.add_parser("precompute-text", help=text, description=text + ". Re-running adds only "
                         "the texts not yet in the store. Prints one JSON line (store path, "
                         "texts total, newly encoded).")
-    from signfuse.cli import add_data_args, add_description_args, add_distributed_args, add_flags
+    from signfuse.flags import add_data_args, add_description_args, add_distributed_args, add_flags
     add_data_args(sp, "dataset", "data_root", required=("dataset",))
     add_description_args(sp, "desc_dir", "desc_encoder", "desc_max_tokens")  # as the run that uses the store
     add_flags(sp, "mt5_model")

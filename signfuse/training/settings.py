@@ -118,7 +118,7 @@ def given_flags(args) -> frozenset:
     for a namespace built otherwise, the flags whose value is not their default."""
     if getattr(args, "given_flags", None) is not None:
         return frozenset(args.given_flags)
-    from signfuse.cli import FLAGS
+    from signfuse.flags import FLAGS
     defaults = {dest: kw.get("default") for dest, (_, kw) in FLAGS.items()}
     return frozenset(k for k, v in vars(args).items() if k in defaults and plain(v) != plain(defaults[k]))
 
