@@ -10,7 +10,10 @@ tiny mT5, 8 signs in 4 pairs, its lr/batch, text dropout, ``--desc_off_loss``) t
 - gated with the rules describer's descriptions (``--desc_dir D/rules``),
 - gated with the generator's own descriptions (``--desc_dir D/description``, what the demo uses),
 
-the two gated ones also evaluated with every description masked (``--eval_descriptions both``).
+the two gated ones with the description predictor (``--desc_distill_weight``, issue 19; 0: none)
+and evaluated with their descriptions given, off (every frame masked) and predicted (no
+description read: the predictor's embeddings; ``--eval_descriptions all``), with the predictor's
+cosine to the true embeddings on the test frames that have a text.
 Writes docs/results/describe_helps.json (``--out``) and prints a markdown table of test BLEU-4 /
 ROUGE-L per seed and their mean.
 
@@ -41,6 +44,11 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=5, help="training epochs (demo: 20, --quick 3)")
     p.add_argument("--cue_amplitude", type=float, default=0.04)
     p.add_argument("--workers", type=int, default=2, help="trainings at a time (one torch thread each)")
+    p.add_argument("--models", nargs="+", default=[m[0] for m in MODELS], choices=[m[0] for m in MODELS])
+    p.add_argument("--desc_distill_weight", type=float, default=1.0, help="0: no description predictor")
+    p.add_argument("--desc_predictor_hidden", type=int, default=256)
+    p.add_argument("--desc_distill_loss", default="cosine", choices=("cosine", "mse"))
+    p.add_argument("--desc_predicted_p", type=float, default=0.0)
     p.add_argument("--work_dir", default="/tmp/describe_helps")
     p.add_argument("--out", default=str(RESULTS / "describe_helps.json"))
     p.add_argument("--reuse", action="store_true",
@@ -59,15 +67,17 @@ def make_data(work: Path, s: dict, seed: int, cue_amplitude: float) -> dict:
     return summary
 
 
-def jobs_of_seed(work: Path, s: dict, seed: int) -> tuple:
+def jobs_of_seed(work: Path, s: dict, seed: int, models: list) -> tuple:
     """(jobs for demo._run_all, {key: [train command, eval command]}) of one seed."""
     data, jobs, commands = work / str(seed) / "data", [], {}
     for key, desc, _ in MODELS:
+        if key not in models:
+            continue
         out = work / str(seed) / key
-        flags = demo.run_flags(data, out, s, seed, fusion=bool(desc))
-        eval_flags = demo.run_flags(data, out / "eval", s, seed, fusion=bool(desc))
+        flags = demo.run_flags(data, out, s, seed, fusion=bool(desc), predictor=True)
+        eval_flags = demo.run_flags(data, out / "eval", s, seed, fusion=bool(desc), predictor=True)
         eval_flags += ["--finetune", str(out / "best_checkpoint.pth")]
-        eval_flags += ["--eval_descriptions", "both"] if desc else []
+        eval_flags += ["--eval_descriptions", "all" if s["desc_distill_weight"] else "both"] if desc else []
         for f in (flags, eval_flags):
             f[f.index("--desc_dir") + 1] = str(data / (desc or "description"))
         jobs.append((f"{seed}/{key}", flags, eval_flags))
@@ -86,7 +96,11 @@ def rows_of(done: dict, seeds: list, work: Path, pairs) -> dict:
     the runs' test results and prediction files."""
     rows = {}
     for key, desc, title in MODELS:
+        if f"{seeds[0]}/{key}" not in done:
+            continue
         tags = [("", f"{title}"), ("_nodesc", f"{title} (descriptions off)")] if desc else [("", title)]
+        if desc and f"test_predicted" in done[f"{seeds[0]}/{key}"]["results"]:
+            tags.insert(1, ("_predicted", f"{title} (descriptions predicted)"))
         for tag, row in tags:
             rows[row] = {}
             for seed in seeds:
@@ -96,6 +110,8 @@ def rows_of(done: dict, seeds: list, work: Path, pairs) -> dict:
                                         "ROUGE-L": r["results"]["test" + tag]["rouge"], "paired words %": paired,
                                         "train mean gate": mean_gate(work / str(seed) / key / "log.txt") if desc else None,
                                         "train_s": round(r["train_s"], 1)}
+                if tag == "_predicted":
+                    rows[row][str(seed)]["predictor cosine"] = r["results"]["test_predicted"].get("predictor_cosine")
     return rows
 
 
@@ -108,13 +124,20 @@ def table(rows: dict, seeds: list) -> str:
         cells = [" / ".join(f"{per_seed[str(s)][c]:.1f}" for c in cols) for s in seeds]
         means = [f"{sum(per_seed[str(s)][c] for s in seeds) / len(seeds):.1f}" for c in cols]
         lines.append(f"| {row} | " + " | ".join(cells + means) + " |")
+    for row, per_seed in rows.items():  # the predictor's cosine to the true embedding (test frames with a text)
+        if "(descriptions predicted)" in row:
+            cos = [per_seed[str(s)].get("predictor cosine") for s in seeds]
+            lines.append(f"\n{row}: predictor cosine to the true embedding per seed "
+                         + ", ".join("-" if c is None else f"{c:.3f}" for c in cos))
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     info = machine_info()
-    s = demo.settings(samples=args.samples, epochs=args.epochs)
+    s = demo.settings(samples=args.samples, epochs=args.epochs, desc_distill_weight=args.desc_distill_weight,
+                      desc_predictor_hidden=args.desc_predictor_hidden, desc_distill_loss=args.desc_distill_loss,
+                      desc_predicted_p=args.desc_predicted_p)
     work = Path(args.work_dir)
     t0 = time.time()
     jobs, commands = [], {}
@@ -122,7 +145,7 @@ def main(argv=None) -> None:
         summary = (json.loads((work / str(seed) / "summary.json").read_text()) if args.reuse
                    else make_data(work, s, seed, args.cue_amplitude))
         (work / str(seed) / "summary.json").write_text(json.dumps(summary, default=str))
-        seed_jobs, commands[str(seed)] = jobs_of_seed(work, s, seed)
+        seed_jobs, commands[str(seed)] = jobs_of_seed(work, s, seed, args.models)
         jobs += seed_jobs
     print(f"data: {summary['splits']} per seed; pairs: {summary['pairs']}; {len(jobs)} trainings, "
           f"{args.workers} at a time", flush=True)

@@ -57,6 +57,11 @@ class ModelConfig:
     desc_off_loss: float = 0.0            # training: + this weight x the loss with every description masked
     desc_max_tokens: int = 64
     cross_attn_heads: int = 8
+    # description predictor (issue 19; weight 0: none, no weights, everything as before)
+    desc_distill_weight: float = 0.0      # training: + this weight x the predictor's loss
+    desc_predictor_hidden: int = 256      # the head's hidden width (0: one Linear)
+    desc_distill_loss: str = "cosine"     # cosine (of layer-normalised vectors) or mse (raw vectors)
+    desc_predicted_p: float = 0.0         # training: share of samples whose fusion reads the predictions
     # RGB-pose branch (off: exactly the pose-only Uni-Sign; rgb-pose.md section 8)
     rgb_support: bool = False
     rgb_gate_init: str = "zero"           # zero: Uni-Sign's (checkpoint parity); small: a gate that can learn

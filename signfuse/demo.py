@@ -46,7 +46,8 @@ DATASET = "Synthetic"
 # translate as well as pose-only when a video comes without any.
 FULL = dict(samples=800, split=(0.6, 0.1, 0.3), n_signs=8, n_pairs=4, epochs=20, batch_size=16, max_length=16, lr=2e-3,
             warmup_epochs=0.5, label_smoothing=0.1, text_dropout_p=0.1, text_dropout_sample_p=0.1, desc_off_loss=1.0,
-            num_beams=1, max_new_tokens=16, threads=1)
+            num_beams=1, max_new_tokens=16, threads=1,
+            desc_distill_weight=1.0, desc_predictor_hidden=256, desc_distill_loss="cosine", desc_predicted_p=0.0)
 QUICK = dict(FULL, samples=240, epochs=3)
 
 # (key, --text_fusion_type or None, table name), in the table's order; the runs start longest first
@@ -67,9 +68,11 @@ def settings(quick: bool = False, **overrides) -> dict:
     return s
 
 
-def run_flags(data_dir, output_dir, s: dict, seed: int, fusion=None, device: str = "cpu") -> list:
+def run_flags(data_dir, output_dir, s: dict, seed: int, fusion=None, device: str = "cpu",
+              predictor: bool = False) -> list:
     """The ``signfuse train`` flags of one run; ``fusion``: None/False (pose-only), True
-    ("gating") or a ``--text_fusion_type``. The runs differ only by the description flags.
+    ("gating") or a ``--text_fusion_type``; ``predictor``: with the description predictor
+    (``s["desc_distill_weight"]`` and its settings). The runs differ only by the description flags.
     ``signfuse eval`` takes the same flags plus ``--finetune``."""
     data_dir = Path(data_dir)
     flags = ["--mt5_model", "tiny", "--dataset", DATASET, "--data_root", str(data_dir),
@@ -85,6 +88,10 @@ def run_flags(data_dir, output_dir, s: dict, seed: int, fusion=None, device: str
                   "--text_dropout_p", str(s["text_dropout_p"]),
                   "--text_dropout_sample_p", str(s["text_dropout_sample_p"])]
         flags += ["--desc_off_loss", str(s["desc_off_loss"])] if s["desc_off_loss"] else []
+    if fusion and predictor and s.get("desc_distill_weight"):
+        flags += ["--desc_distill_weight", str(s["desc_distill_weight"]),
+                  "--desc_predictor_hidden", str(s["desc_predictor_hidden"]),
+                  "--desc_distill_loss", s["desc_distill_loss"], "--desc_predicted_p", str(s["desc_predicted_p"])]
     return flags
 
 

@@ -101,8 +101,10 @@ _flag("--desc_off_loss", type=float, default=0.0,
 # evaluation and generation
 _flag("--num_beams", type=int, default=4, help="beam width of generation (1: greedy)")
 _flag("--max_new_tokens", type=int, default=100, help="most tokens generated per sample")
-_flag("--eval_descriptions", default="on", choices=("on", "off", "both"),
-      help="evaluate with descriptions, with every frame masked, or both")
+_flag("--eval_descriptions", default="on", choices=("on", "off", "both", "predicted", "all"),
+      help="evaluate with descriptions, with every frame masked, or both; predicted: every frame reads the "
+           "description predictor's embedding (--desc_distill_weight; no description is read); all: on, off "
+           "and predicted")
 _flag("--eval_every_epochs", type=int, default=1)
 # the run: devices, processes, resuming
 _flag("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
@@ -139,6 +141,16 @@ _flag("--videos", action="store_true",
       help="also write a lossless video per sample showing the hands where the pose puts them "
            "(dataset/Synthetic/rgb_format/<split>/: the input of --rgb_support)")
 # description predictor (descriptions at training only)
+_flag("--desc_distill_weight", type=float, default=None,
+      help="train a head that predicts each frame's description embedding from the pose features, with this "
+           "loss weight (default 0: no predictor); without descriptions the fusion then reads its predictions")
+_flag("--desc_predictor_hidden", type=int, default=None, help="the predictor's hidden width (default 256; 0: linear)")
+_flag("--desc_distill_loss", default=None, choices=("cosine", "mse"),
+      help="the predictor's loss: cosine (default; of layer-normalised vectors) or mse (raw vectors)")
+_flag("--desc_predicted_p", type=float, default=None,
+      help="training: share of samples whose fusion reads the predicted embeddings instead of the given ones "
+           "(default 0)")
+PREDICTOR = ("desc_distill_weight", "desc_predictor_hidden", "desc_distill_loss", "desc_predicted_p")
 # pre-training (Uni-Sign stages 1 and 2)
 # speed (compiled path)
 # seeing it (render, export-pose, serve)
@@ -182,7 +194,7 @@ def add_data_args(p, *dests, required=()) -> None:
 def add_description_args(p, *dests, required=()) -> None:
     """Where the descriptions come from, how they are aligned and encoded, and the fusion
     (default: all of them)."""
-    add_flags(p.add_argument_group("descriptions"), *(dests or FUSION + DESCRIPTION_SOURCE + DESCRIPTION_MODEL),
+    add_flags(p.add_argument_group("descriptions"), *(dests or FUSION + PREDICTOR + DESCRIPTION_SOURCE + DESCRIPTION_MODEL),
               required=required)
 
 
@@ -227,6 +239,10 @@ def check_run_args(args) -> None:
         raise InputError("--text_dropout_p / --text_dropout_sample_p: must be probabilities in [0, 1]")
     if getattr(args, "desc_off_loss", 0.0) < 0:
         raise InputError(f"--desc_off_loss {args.desc_off_loss}: must be >= 0")
+    if (getattr(args, "desc_distill_weight", None) or 0.0) < 0:
+        raise InputError(f"--desc_distill_weight {args.desc_distill_weight}: must be >= 0")
+    if not 0.0 <= (getattr(args, "desc_predicted_p", None) or 0.0) <= 1.0:
+        raise InputError(f"--desc_predicted_p {args.desc_predicted_p}: must be a probability in [0, 1]")
     if args.max_gap is not None and args.max_gap < 0:
         raise InputError(f"--max_gap {args.max_gap}: must be a number of frames >= 0 (or none)")
 

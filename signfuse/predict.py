@@ -73,7 +73,11 @@ class Predictor:
         self.cfg = resolve_model_config(self.args, self.checkpoint, args.finetune)
         from signfuse.training.distributed import pick_device
         self.device = pick_device(args.device)
-        self.describe = describer(self.args, self.cfg)  # reads --description now: a bad file stops here
+        self.predicted = uses_predictions(self.args, self.cfg)
+        if self.predicted:
+            warn(f"{args.finetune}: no descriptions given (--description, --describe rules): the model's "
+                 "description predictor supplies them (trained with --desc_distill_weight)")
+        self.describe = None if self.predicted else describer(self.args, self.cfg)  # reads --description now
         self.model = None
         self.load_seconds = time.perf_counter() - start
 
@@ -110,7 +114,7 @@ class Predictor:
         with stage(timings, "generate"), torch.no_grad(), RGBGates(self.model) as rgb:
             self.model.last_gate = None
             text = self.model.generate(batch, max_new_tokens=self.args.max_new_tokens,
-                                       num_beams=self.args.num_beams)[0]
+                                       num_beams=self.args.num_beams, predicted=self.predicted)[0]
         if details is not None:
             details["timings"] = timings
             details["gates"] = gate_summary(self.model, batch, rgb.outputs)
@@ -185,7 +189,8 @@ def gate_summary(model, batch: dict, rgb_outputs: list) -> dict | None:
     if model.cfg.use_descriptions and model.last_gate is not None:
         T = int(batch["attention_mask"][0].sum())
         gate = model.last_gate[0, :T, 0].float()  # (T,)
-        described = batch["has_description"][0, :T, 0] > 0  # (T,)
+        has = batch.get("has_description")  # absent when the predictor supplies the descriptions
+        described = has[0, :T, 0] > 0 if has is not None else torch.zeros(T, dtype=torch.bool)  # (T,)
         text = {"mean": gate.mean().item(), "min": gate.min().item(), "max": gate.max().item(),
                 "mean_described": gate[described].mean().item() if described.any() else None,
                 "described_share": described.float().mean().item()}
@@ -200,6 +205,13 @@ def gate_summary(model, batch: dict, rgb_outputs: list) -> dict | None:
         rgb = {hand: {"mean": outputs[hand].float().mean().item() if hand in outputs else None,
                       "frames": int(outputs[hand].shape[0]) if hand in outputs else 0} for hand in HANDS}
     return None if text is None and rgb is None else {"text": text, "rgb": rgb}
+
+
+def uses_predictions(args, cfg) -> bool:
+    """True when the model has a description predictor (--desc_distill_weight) and no description
+    is given: no --description file and no --describe rules (given or the checkpoint's)."""
+    return bool(cfg.use_descriptions and cfg.desc_distill_weight > 0 and not getattr(args, "description", None)
+                and describer_settings(args) is None)
 
 
 def describer(args, cfg):

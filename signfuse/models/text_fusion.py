@@ -413,6 +413,9 @@ class DescriptionFusion(nn.Module):
             self.fusion = GatingFusion(cfg.d_model, cfg.text_dim, cfg.fusion_hidden)
         else:
             self.fusion = CrossAttentionFusion(cfg.d_model, cfg.text_dim, cfg.cross_attn_heads)
+        if cfg.desc_distill_weight > 0:  # made last: the other weights start as without it
+            from signfuse.models.desc_predictor import DescriptionPredictor
+            self.predictor = DescriptionPredictor(cfg.d_model, cfg.text_dim, cfg.desc_predictor_hidden)
 
     def dropout_mask(self, B, T, device):
         """(B, T) bool, True = frame's descriptions dropped (always all False in eval mode)."""
@@ -423,7 +426,9 @@ class DescriptionFusion(nn.Module):
             drop |= torch.rand(B, 1, device=device) < self.sample_p
         return drop
 
-    def forward(self, pose_feats, batch, text_vectors=None, descriptions_off=False):
+    def forward(self, pose_feats, batch, text_vectors=None, descriptions_off=False, predicted=None):
+        """-> (fused, gate). ``predicted``: None, or (pred (B, T, text_dim), samples (B,) bool): those
+        samples' frames read the predictor's vectors instead of their descriptions."""
         B, T, _ = pose_feats.shape
         device = pose_feats.device
         if "desc_index" in batch:
@@ -444,6 +449,10 @@ class DescriptionFusion(nn.Module):
         if frame_indices is None:
             frame_indices = torch.arange(T, device=device).expand(B, T)
         frame_indices = frame_indices.to(device)  # (B, T)
+        if predicted is not None:
+            from signfuse.models.desc_predictor import predicted_texts
+            index, weight, has, text_vectors = predicted_texts(index, weight, has, text_vectors, *predicted,
+                                                               frame_mask=batch["attention_mask"].to(device))
 
         drop = self.dropout_mask(B, T, device)  # (B, T)
         if descriptions_off or batch.get("descriptions_off", False):

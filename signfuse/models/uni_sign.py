@@ -30,6 +30,8 @@ class Uni_Sign(PoseEncoder):
         self.mt5_model = mt5_model  # stock MT5ForConditionalGeneration
         self.tokenizer = tokenizer  # not a module: no state-dict keys
         self.last_gate = None  # (B, T, 1) gate of the last batch, with descriptions
+        self.last_distill = None  # the description predictor's loss of the last training batch
+        self.prediction_cosine = [0.0, 0.0, 0]  # evaluation, predicted: summed cosines to the true texts, frames
         if cfg.use_descriptions:
             from signfuse.models.text_fusion import DescriptionFusion
             self.text_fusion = DescriptionFusion(cfg)  # keys text_fusion.* (outside Uni-Sign's)
@@ -39,28 +41,72 @@ class Uni_Sign(PoseEncoder):
 
     # ---- inputs of mT5 ----
 
-    def fuse(self, pose_feats: torch.Tensor, batch: dict, descriptions_off: bool = False) -> tuple:
+    def fuse(self, pose_feats: torch.Tensor, batch: dict, descriptions_off: bool = False,
+             predicted: bool = False) -> tuple:
         """Description fusion: (B, T, d_model) -> (fused (B, T, d_model), gate (B, T, 1) or None).
 
         Without descriptions (Uni-Sign) the pose features go through unchanged. With them, each
         distinct text of the batch becomes one vector (text source), frames get the weighted sums
         of their texts' vectors (or the mask embedding), and the fusion adds them to the pose.
-        ``descriptions_off`` masks every frame (``--eval_descriptions off``).
+        ``descriptions_off`` masks every frame (``--eval_descriptions off``); ``predicted``: every
+        frame reads the description predictor's vector (``--eval_descriptions predicted``).
         """
         if not self.cfg.use_descriptions:
             return pose_feats, None
         texts = batch.get("desc_texts", [])
-        if texts and self.text_source is None:
+        if texts and self.text_source is None and not predicted:
             raise RuntimeError("Uni_Sign with descriptions needs a text source: call attach_text_source")
-        vectors = self.text_source.encode(texts) if texts else None  # (N, text_dim)
-        fused, gate = self.text_fusion(pose_feats, batch, vectors, descriptions_off=descriptions_off)
+        vectors = self.text_source.encode(texts) if texts and self.text_source is not None else None  # (N, text_dim)
+        reads = self.predictions(pose_feats, batch, vectors, descriptions_off, predicted)
+        fused, gate = self.text_fusion(pose_feats, batch, vectors, descriptions_off=descriptions_off, predicted=reads)
         self.last_gate = gate.detach()
         return fused, gate
 
-    def build_inputs(self, batch: dict, descriptions_off: bool = False) -> tuple:
+    def predictions(self, pose_feats, batch, vectors, descriptions_off: bool, predicted: bool):
+        """The description predictor's part of a forward (None without a predictor): in training
+        its loss on the frames that have a text (``last_distill``); in evaluation with ``predicted``
+        and the batch's descriptions, its cosine to them (``prediction_cosine``). Returns what the
+        fusion reads instead of the descriptions: (pred (B, T, text_dim), samples (B,) bool): every
+        sample with ``predicted``, in training ``cfg.desc_predicted_p`` of them (detached), else None."""
+        self.last_distill = None
+        predictor = getattr(self.text_fusion, "predictor", None)
+        if predictor is None:
+            if predicted:
+                raise InputError("predicted descriptions need a model trained with --desc_distill_weight "
+                                 "(this one has no description predictor)")
+            return None
+        if descriptions_off or not (self.training or predicted):
+            return None
+        from signfuse.models.desc_predictor import cosine_to_target, distill_loss
+        pred = predictor(pose_feats)  # (B, T, text_dim)
+        if "desc_index" in batch and (self.training or predicted):
+            target, mask = self.text_targets(vectors, batch, pose_feats)
+            if self.training:
+                self.last_distill = distill_loss(pred, target, mask, self.cfg.desc_distill_loss)
+            else:
+                stats = cosine_to_target(pred, target, mask)
+                self.prediction_cosine = [a + b for a, b in zip(self.prediction_cosine, stats, strict=True)]
+        B = pose_feats.shape[0]
+        if predicted:
+            return pred, torch.ones(B, dtype=torch.bool, device=pred.device)
+        if self.training and self.cfg.desc_predicted_p > 0:
+            return pred.detach(), torch.rand(B, device=pred.device) < self.cfg.desc_predicted_p
+        return None
+
+    def text_targets(self, vectors, batch, pose_feats) -> tuple:
+        """(target (B, T, text_dim): each frame's text vector as the fusion reads it, mask (B, T) bool:
+        the real frames that have a text)."""
+        from signfuse.models.text_fusion import frame_text_features
+        index, weight = batch["desc_index"].to(pose_feats.device), batch["desc_weight"].to(pose_feats.device)
+        has_text = ((weight > 0) & (index >= 0)).any(-1) & (batch["attention_mask"].to(pose_feats.device) > 0)
+        if vectors is None:
+            vectors = pose_feats.new_zeros(0, self.cfg.text_dim)
+        return frame_text_features(vectors.to(pose_feats.dtype), index, weight), has_text
+
+    def build_inputs(self, batch: dict, descriptions_off: bool = False, predicted: bool = False) -> tuple:
         """-> (inputs_embeds (B, P+T, d_model), attention_mask (B, P+T) int64, gate or None)."""
         pose = self.encode_pose(batch)  # (B, T, d_model)
-        pose, gate = self.fuse(pose, batch, descriptions_off)  # (B, T, d_model)
+        pose, gate = self.fuse(pose, batch, descriptions_off, predicted)  # (B, T, d_model)
         B = pose.shape[0]
         prompt = self.tokenizer([self.cfg.prompt] * B, padding="longest", return_tensors="pt")
         prompt_ids = prompt["input_ids"].to(pose.device)  # (B, P), ends with </s>
@@ -86,12 +132,17 @@ class Uni_Sign(PoseEncoder):
 
     def forward(self, batch: dict, descriptions_off: bool = False) -> dict:
         """Label-smoothed loss. In training with ``cfg.desc_off_loss`` > 0, plus that weight times
-        the loss of the same batch with every description masked (computed first)."""
+        the loss of the same batch with every description masked (computed first); with a
+        description predictor, plus ``cfg.desc_distill_weight`` times its loss (``distill``)."""
         if self.training and self.cfg.use_descriptions and self.cfg.desc_off_loss > 0 and not descriptions_off:
             off = self.translation_loss(batch, descriptions_off=True)["loss"]
             out = self.translation_loss(batch)
-            return {**out, "loss": out["loss"] + self.cfg.desc_off_loss * off}
-        return self.translation_loss(batch, descriptions_off)
+            out = {**out, "loss": out["loss"] + self.cfg.desc_off_loss * off}
+        else:
+            out = self.translation_loss(batch, descriptions_off)
+        if out.get("distill") is not None:
+            out["loss"] = out["loss"] + self.cfg.desc_distill_weight * out["distill"]
+        return out
 
     def translation_loss(self, batch: dict, descriptions_off: bool = False) -> dict:
         """-> {"loss", "logits" (B, L, vocab), "gate" (B, T, 1) or None}."""
@@ -110,13 +161,16 @@ class Uni_Sign(PoseEncoder):
             ignore_index=-100,
             label_smoothing=self.cfg.label_smoothing,
         )
-        return {"loss": loss, "logits": logits, "gate": gate}
+        out = {"loss": loss, "logits": logits, "gate": gate}
+        if self.training and self.last_distill is not None:
+            out["distill"] = self.last_distill
+        return out
 
     @torch.no_grad()
     def generate_ids(self, batch: dict, max_new_tokens: int = None, num_beams: int = None,
-                     descriptions_off: bool = False) -> torch.Tensor:
+                     descriptions_off: bool = False, predicted: bool = False) -> torch.Tensor:
         """Beam search from the prompt and pose tokens -> token ids (B, L_out)."""
-        inputs_embeds, attention_mask, _ = self.build_inputs(batch, descriptions_off)
+        inputs_embeds, attention_mask, _ = self.build_inputs(batch, descriptions_off, predicted)
         return self.mt5_model.generate(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -125,10 +179,10 @@ class Uni_Sign(PoseEncoder):
         )
 
     def generate(self, batch: dict, max_new_tokens: int = None, num_beams: int = None,
-                 descriptions_off: bool = False) -> list:
+                 descriptions_off: bool = False, predicted: bool = False) -> list:
         """One decoded string per sample (special tokens skipped)."""
         ids = self.generate_ids(batch, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                                descriptions_off=descriptions_off)
+                                descriptions_off=descriptions_off, predicted=predicted)
         return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
 

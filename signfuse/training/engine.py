@@ -451,12 +451,16 @@ def _dataset_positions(loader) -> dict | None:
 
 @torch.no_grad()
 def evaluate(model, loader, ctx: RunContext, split: str, descriptions_off: bool = False,
-             write_files: bool = True, tag: str = "") -> dict:
+             write_files: bool = True, tag: str = "", predicted: bool = False) -> dict:
     """Generate for every sample of ``loader`` (this rank's shard), gather over ranks,
     post-process, score. Rank 0 writes ``<split>_tmp_pres.txt`` / ``_tmp_refs.txt`` and,
-    with descriptions, ``<split>_gates.npz``. Returns the metrics (same on every rank)."""
+    with descriptions, ``<split>_gates.npz``. Returns the metrics (same on every rank).
+    ``predicted``: every frame reads the description predictor's vector; when the loader's
+    batches carry descriptions, the mean cosine of the predictions to them is reported too."""
     info, task = ctx.dist, ctx.args.task
-    mine = _generate_shard(unwrap(model), loader, ctx, f"{split}{tag}", descriptions_off)
+    net = unwrap(model)
+    net.prediction_cosine = [0.0, 0.0, 0]
+    mine = _generate_shard(net, loader, ctx, f"{split}{tag}", descriptions_off, predicted)
     result = {}
     if task == "SLT":  # BLEU from summed statistics; the rest from gathered predictions
         stats = D.sum_over_ranks(metrics.bleu_statistics(mine["preds"], mine["refs"]), info)
@@ -472,6 +476,11 @@ def evaluate(model, loader, ctx: RunContext, split: str, descriptions_off: bool 
     if task != "SLT":
         result.update(full)
     result["samples"], result["skipped_samples"] = len(names), len(skipped)
+    if predicted:
+        raw, centred, frames = D.sum_over_ranks(np.array(net.prediction_cosine, dtype=np.float64), info)
+        if frames > 0:  # the predictor's similarity to the true texts' vectors, over the frames that have one
+            result.update(predictor_cosine=raw / frames, predictor_cosine_normalised=centred / frames,
+                          predictor_frames=int(frames))
     gates = {k: v for g in gathered for k, v in g["gates"].items()}
     result.update(mean_gate_by_kind(gates))
     if info.is_main and write_files and ctx.output_dir is not None:
@@ -484,7 +493,7 @@ def evaluate(model, loader, ctx: RunContext, split: str, descriptions_off: bool 
     return result
 
 
-def _generate_shard(net, loader, ctx: RunContext, label: str, descriptions_off: bool) -> dict:
+def _generate_shard(net, loader, ctx: RunContext, label: str, descriptions_off: bool, predicted: bool = False) -> dict:
     """This rank's predictions: {"names", "preds", "refs" (post-processed), "skipped", "gates"
     (per sample with descriptions: gate, has_description, frame_indices over its frames)}."""
     args, info = ctx.args, ctx.dist
@@ -496,9 +505,9 @@ def _generate_shard(net, loader, ctx: RunContext, label: str, descriptions_off: 
             continue
         batch = to_device(batch, info.device)
         with ctx.autocast():
-            hyps = net.generate(batch, descriptions_off=descriptions_off) if net.cfg.use_descriptions \
-                else net.generate(batch)
-        if net.cfg.use_descriptions and not descriptions_off:
+            hyps = net.generate(batch, descriptions_off=descriptions_off, predicted=predicted) \
+                if net.cfg.use_descriptions else net.generate(batch)
+        if net.cfg.use_descriptions and not descriptions_off and not predicted:
             gate = net.last_gate  # (B, T, 1) from the fusion of this batch
             kinds = alignment_kinds(batch["desc_index"], batch["desc_weight"], batch["has_description"])  # (B, T)
             for b, name in enumerate(batch["names"]):

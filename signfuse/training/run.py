@@ -740,17 +740,44 @@ def _to_cpu(obj):
 
 # ----------------------------------------------------------------------------- evaluate
 
-def description_modes(args) -> list[bool]:
-    """descriptions_off values to evaluate: [False] (on), [True] (off) or both."""
+#: results key suffix of each description mode of --eval_descriptions
+MODE_TAGS = {"on": "", "off": "_nodesc", "predicted": "_predicted"}
+MODE_NAMES = {"on": "", "off": " (descriptions off)", "predicted": " (descriptions predicted)"}
+
+
+def description_modes(args, has_predictor: bool = False) -> list[str]:
+    """The description modes to evaluate ("on", "off", "predicted") from --eval_descriptions;
+    ``all`` gives "predicted" only to a model with a description predictor."""
     if not args.use_descriptions:
-        return [False]
-    return {"on": [False], "off": [True], "both": [False, True]}[args.eval_descriptions]
+        return ["on"]
+    if args.eval_descriptions == "predicted" and not has_predictor:
+        raise InputError(f"--eval_descriptions predicted: {args.finetune or 'the model'} has no description "
+                         "predictor (train with --desc_distill_weight)")
+    modes = {"on": ["on"], "off": ["off"], "both": ["on", "off"], "predicted": ["predicted"],
+             "all": ["on", "off", "predicted"]}[args.eval_descriptions]
+    return [m for m in modes if m != "predicted" or has_predictor]
+
+
+def evaluation_describer(args, modes: list, has_predictor: bool, log) -> tuple:
+    """(describer or None, modes): no describer when only "predicted" is evaluated (no description
+    is read); a model with a predictor whose descriptions cannot be found evaluates "predicted"
+    instead of "on", said in one line."""
+    if modes == ["predicted"]:
+        return None, modes
+    try:
+        return build_describer(args, log), modes
+    except InputError as e:
+        if not has_predictor:
+            raise
+        log(f"no descriptions ({e}): the description predictor's embeddings are used instead")
+        return None, list(dict.fromkeys("predicted" if m == "on" else m for m in modes))
 
 
 def evaluate(args) -> dict:
     """--eval: dev then test (How2Sign: test); with descriptions, also (or only) with every
-    frame masked (--eval_descriptions both|off, results under "<split>_nodesc"). The settings
-    of --finetune's checkpoint apply to the flags not given. Returns {split: metrics}."""
+    frame masked (--eval_descriptions both|off, results under "<split>_nodesc") or with the
+    predicted descriptions (predicted|all, under "<split>_predicted"). The settings of
+    --finetune's checkpoint apply to the flags not given. Returns {split: metrics}."""
     return in_process_group(args, _evaluate)
 
 
@@ -760,8 +787,10 @@ def _evaluate(args, info: D.DistInfo) -> dict:
     if checkpoint is not None:
         args = apply_checkpoint_settings(args, checkpoint, args.finetune, log)
         check_text_encoder(args, checkpoint, args.finetune, log)
-    describer = build_describer(args, log)
-    model, _ = build_run_model(args, info, log, checkpoint)
+    cfg = resolve_model_config(args, checkpoint, args.finetune)
+    has_predictor = cfg.use_descriptions and cfg.desc_distill_weight > 0
+    describer, modes = evaluation_describer(args, description_modes(args, has_predictor), has_predictor, log)
+    model, _ = build_run_model(args, info, log, checkpoint, cfg)
     del checkpoint
     ctx = engine.RunContext(args=args, dist=info, output_dir=out, log=log, amp_dtype=amp_dtype(args, info.device))
     datasets = {split: build_dataset(args, split, train=False, describer=describer) for split in eval_splits(args.dataset)}
@@ -773,11 +802,12 @@ def _evaluate(args, info: D.DistInfo) -> dict:
     results = {}
     for split, ds in datasets.items():
         loader = build_loader(ds, args, info, train=False)
-        for off in description_modes(args):
+        for mode in modes:
             t0 = time.time()
-            tag = "_nodesc" if off else ""
-            res = engine.evaluate(model, loader, ctx, split, descriptions_off=off, tag=tag)
+            tag = MODE_TAGS[mode]
+            res = engine.evaluate(model, loader, ctx, split, descriptions_off=mode == "off", tag=tag,
+                                  predicted=mode == "predicted")
             res["time_s"] = time.time() - t0
             results[split + tag] = res
-            log(f"{split}{' (descriptions off)' if off else ''}: " + json.dumps(plain(res)))
+            log(f"{split}{MODE_NAMES[mode]}: " + json.dumps(plain(res)))
     return results

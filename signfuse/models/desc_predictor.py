@@ -1,0 +1,94 @@
+"""The description predictor: descriptions at training only (issue 19; MMSLT's idea).
+
+A small head reads the pose features of each sampled frame (after the RGB branch when it is
+on) and predicts the frame's description embedding: the vector the fusion would read for that
+frame (the frozen text encoder's or the ``--desc_store``'s, interpolated as the fusion
+interpolates it). It trains on the frames that have a text, with its own loss, weighted by
+``--desc_distill_weight``; its gradient also reaches the pose encoder (the cue the
+descriptions state must be found in the keypoints). At inference without descriptions the
+fusion reads the predicted vectors instead (``--eval_descriptions predicted``, ``predict``
+and ``translate`` without a description file).
+
+Pieces:
+- ``DescriptionPredictor``: LayerNorm, then a Linear (``hidden`` 0) or a two-layer MLP.
+- ``distill_loss``: its loss on the frames that have a text: ``cosine`` (1 - the cosine of
+  the layer-normalised vectors: the fusion reads its texts layer-normalised, so only that
+  view matters; it equals half the MSE of the normalised vectors divided by their width) or
+  ``mse`` (the MSE of the raw vectors).
+- ``predicted_texts``: the batch keys through which the fusion reads the predictions (each
+  frame its own "text"), for every sample or for some (scheduled sampling in training).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DISTILL_LOSSES = ("cosine", "mse")
+
+
+class DescriptionPredictor(nn.Module):
+    """pose features (B, T, feature_dim) -> predicted description vectors (B, T, text_dim).
+
+    ``hidden`` 0: LayerNorm + Linear; else LayerNorm + Linear(feature_dim, hidden) + GELU +
+    Linear(hidden, text_dim). Keys (under Uni_Sign's ``text_fusion.predictor.``): ``net.*``."""
+
+    def __init__(self, feature_dim: int, text_dim: int, hidden: int = 256):
+        super().__init__()
+        layers = [nn.LayerNorm(feature_dim)]
+        if hidden > 0:
+            layers += [nn.Linear(feature_dim, hidden), nn.GELU(), nn.Linear(hidden, text_dim)]
+        else:
+            layers += [nn.Linear(feature_dim, text_dim)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, pose_feat: torch.Tensor) -> torch.Tensor:
+        return self.net(pose_feat)  # (B, T, text_dim)
+
+
+def normalised(x: torch.Tensor) -> torch.Tensor:
+    """Layer normalisation without parameters over the last dimension (the fusion's view)."""
+    return F.layer_norm(x.float(), x.shape[-1:])
+
+
+def distill_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
+    """Mean loss over the frames of ``mask`` (B, T) bool of ``pred`` vs ``target`` (B, T, D).
+    ``cosine``: 1 - cos(norm(pred), norm(target)); ``mse``: mean squared error of the raw
+    vectors. 0 (with a gradient path) when no frame has a text."""
+    if kind not in DISTILL_LOSSES:
+        raise ValueError(f"unknown description predictor loss {kind!r} (expected one of {DISTILL_LOSSES})")
+    if not bool(mask.any()):
+        return pred.sum() * 0.0
+    p, t = pred[mask].float(), target[mask].float().detach()  # (n, D)
+    if kind == "cosine":
+        return (1 - F.cosine_similarity(normalised(p), normalised(t), dim=-1)).mean()
+    return F.mse_loss(p, t)
+
+
+def cosine_to_target(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[float, float, int]:
+    """(summed raw cosine, summed cosine of the normalised vectors, frames) over ``mask``: the
+    predictor's similarity to the true embedding (``--eval_descriptions`` reports the means)."""
+    p, t = pred[mask].float(), target[mask].float()
+    if p.shape[0] == 0:
+        return 0.0, 0.0, 0
+    raw = F.cosine_similarity(p, t, dim=-1).sum()
+    centred = F.cosine_similarity(normalised(p), normalised(t), dim=-1).sum()
+    return float(raw), float(centred), int(p.shape[0])
+
+
+def predicted_texts(index, weight, has, vectors, pred, samples, frame_mask=None) -> tuple:
+    """The fusion's inputs with the samples of ``samples`` (B,) bool reading ``pred`` (B, T, D):
+    each of their frames gets its own predicted vector as its one text (weight 1, has_description
+    0: a text, as an interpolated frame has, not a described frame). ``index``/``weight`` (B, T, 2),
+    ``has`` (B, T, 1), ``vectors`` (N, D) the given texts; ``frame_mask`` (B, T): padding frames
+    get no text. Returns (index, weight, has, vectors (N + B*T, D))."""
+    B, T, _ = index.shape
+    N = vectors.shape[0]
+    own = N + torch.arange(B * T, device=index.device).view(B, T, 1)  # (B, T, 1)
+    p_index = torch.cat([own, torch.full_like(own, -1)], -1)  # (B, T, 2)
+    real = torch.ones(B, T, device=index.device) if frame_mask is None else frame_mask.to(weight.dtype)
+    p_weight = torch.stack([real.to(weight.dtype), torch.zeros_like(real, dtype=weight.dtype)], -1)  # (B, T, 2)
+    s = samples.view(B, 1, 1)
+    index = torch.where(s, p_index, index)
+    weight = torch.where(s, p_weight, weight)
+    has = has.masked_fill(s, 0)
+    vectors = torch.cat([vectors, pred.reshape(B * T, -1).to(vectors.dtype)])  # (N + B*T, D)
+    return index, weight, has, vectors
