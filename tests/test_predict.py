@@ -98,8 +98,8 @@ def mt5_inputs(monkeypatch):
     seen = []
     original = Uni_Sign.build_inputs
 
-    def build_inputs(self, batch, descriptions_off=False):
-        out = original(self, batch, descriptions_off)
+    def build_inputs(self, batch, *args, **kwargs):
+        out = original(self, batch, *args, **kwargs)
         seen.append(out[0].detach().clone())
         return out
     monkeypatch.setattr(Uni_Sign, "build_inputs", build_inputs)
