@@ -122,10 +122,7 @@ def _add_data_commands(sub) -> None:
                     help="train,dev,test fractions of the samples (default 0.8,0.1,0.1)")
     sp.add_argument("--mouthing", type=float, default=0.0,
                     help="share of the signs during which the mouth opens (0 to 1; ground truth in truth/)")
-    sp.add_argument("--cue_amplitude", type=float, default=0.0,
-                    help="how far the paired signs' facial cue moves the face points, in body units (half a "
-                         "shoulder width): a weak cue in the keypoints themselves (0: none)")
-    add_flags(sp, "videos")
+    add_flags(sp, "cue_amplitude", "videos")
     sp.set_defaults(func=cmd_make_synthetic)
 
     sp = sub.add_parser("describe-stats", help="coverage of a dataset's description files")

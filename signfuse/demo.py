@@ -47,12 +47,13 @@ DATASET = "Synthetic"
 FULL = dict(samples=800, split=(0.6, 0.1, 0.3), n_signs=8, n_pairs=4, epochs=20, batch_size=16, max_length=16, lr=2e-3,
             warmup_epochs=0.5, label_smoothing=0.1, text_dropout_p=0.1, text_dropout_sample_p=0.1, desc_off_loss=1.0,
             num_beams=1, max_new_tokens=16, threads=1,
-            desc_distill_weight=1.0, desc_predictor_hidden=256, desc_distill_loss="cosine", desc_predicted_p=0.0)
+            desc_distill_weight=1.0, desc_predictor_hidden=256, desc_distill_loss="cosine", desc_predicted_p=0.0,
+            cue_amplitude=0.04)
 QUICK = dict(FULL, samples=240, epochs=3)
 
 # (key, --text_fusion_type or None, table name), in the table's order; the runs start longest first
 MODELS = (("pose_only", None, "pose-only"), ("gated", "gating", "gated"), ("cross_attn", "cross_attn", "cross-attention"))
-ROWS = ("pose-only", "gated (descriptions)", "gated (descriptions off)",
+ROWS = ("pose-only", "gated (descriptions)", "gated (descriptions predicted)", "gated (descriptions off)",
         "cross-attention (descriptions)", "cross-attention (descriptions off)")
 COLUMNS = ("BLEU-4", "ROUGE-L", "paired words %", "train time (s)", "parameters")
 KIND_ORDER = ("exact", "interpolated", "nearest", "undescribed")
@@ -210,10 +211,11 @@ def _jobs(out: Path, data: Path, s: dict, seed: int, device: str) -> tuple[list,
     """(jobs for ``_run_all``, {key: [train command, eval command]})."""
     jobs, commands = [], {}
     for key, fusion, _ in reversed(MODELS):  # cross-attention, gated, pose-only: the longest first
-        flags = run_flags(data, out / key, s, seed, fusion, device)
-        eval_flags = run_flags(data, out / key / "eval", s, seed, fusion, device)
+        predictor = fusion == "gating"  # the gated model also learns to predict its descriptions
+        flags = run_flags(data, out / key, s, seed, fusion, device, predictor)
+        eval_flags = run_flags(data, out / key / "eval", s, seed, fusion, device, predictor)
         eval_flags += ["--finetune", str(out / key / "best_checkpoint.pth")]
-        eval_flags += ["--eval_descriptions", "both"] if fusion else []
+        eval_flags += ["--eval_descriptions", "all" if predictor and s["desc_distill_weight"] else "both"] if fusion else []
         jobs.append((key, flags, eval_flags))
         commands[key] = ["signfuse train " + " ".join(flags), "signfuse eval " + " ".join(eval_flags)]
     return jobs, commands
@@ -224,6 +226,8 @@ def _table_rows(out: Path, done: dict, pairs) -> dict:
     rows = {}
     for key, fusion, title in MODELS:
         tags = [("", f"{title} (descriptions)"), ("_nodesc", f"{title} (descriptions off)")] if fusion else [("", title)]
+        if "test_predicted" in done[key]["results"]:
+            tags.insert(1, ("_predicted", f"{title} (descriptions predicted)"))
         ev = out / key / "eval"
         for tag, row in tags:
             r = done[key]["results"]["test" + tag]
@@ -316,7 +320,7 @@ def run_demo(out_dir="signfuse_demo", quick: bool = False, seed: int = 0, device
     out, t_start = Path(out_dir), time.time()
     data = out / "data"
     summary = make_synthetic(data, samples=s["samples"], seed=seed, n_signs=s["n_signs"],
-                             n_pairs=s["n_pairs"], split=s["split"], overwrite=True)
+                             n_pairs=s["n_pairs"], split=s["split"], overwrite=True, cue_amplitude=s["cue_amplitude"])
     splits = summary["splits"]
     echo(f"data: {splits['train']} train / {splits['dev']} dev / {splits['test']} test videos of "
          f"{len(summary['words'])} signs in {data}; pairs told apart only by descriptions: "
@@ -335,7 +339,8 @@ def run_demo(out_dir="signfuse_demo", quick: bool = False, seed: int = 0, device
     table = format_table(rows)
     _report(echo, rows, table, gates, plots, times, splits, summary["pairs"])
     synth = (f"signfuse make-synthetic --out {data} --samples {s['samples']} --seed {seed} --n_signs {s['n_signs']} "
-             f"--n_pairs {s['n_pairs']} --split_fractions {','.join(map(str, s['split']))}")
+             f"--n_pairs {s['n_pairs']} --split_fractions {','.join(map(str, s['split']))}"
+             + (f" --cue_amplitude {s['cue_amplitude']}" if s["cue_amplitude"] else ""))
     plot_cmd = (f"signfuse plot-gates --gates {plots['gates_file']} --sample {plots['sample']} --desc_dir "
                 f"{data / 'description'} --dataset {DATASET} --out {plots['plot']} --summary {plots['summary']}")
     echo("")
@@ -362,7 +367,7 @@ def _report(echo, rows: dict, table: str, gates: dict, plots: dict, times: dict,
          f"of the reference's paired words ({', '.join('/'.join(p) for p in pairs)}) that the translation contains")
     echo(table)
     base = rows[ROWS[0]]["BLEU-4"]
-    echo("BLEU-4 - pose-only: " + ", ".join(f"{row} {rows[row]['BLEU-4'] - base:+.2f}" for row in ROWS[1:]))
+    echo("BLEU-4 - pose-only: " + ", ".join(f"{row} {rows[row]['BLEU-4'] - base:+.2f}" for row in ROWS[1:] if row in rows))
     for key, fusion, title in MODELS:
         if fusion:
             g = gates[key]
@@ -406,7 +411,7 @@ def format_table(rows: dict) -> str:
     width = max(len(r) for r in ROWS)
     head = f"{'model':<{width}}  " + "  ".join(f"{c:>14}" for c in COLUMNS)
     lines = [head, "-" * len(head)]
-    for row in ROWS:
+    for row in (r for r in ROWS if r in rows):  # the predicted row only with a description predictor
         v = rows[row]
         cells = [f"{v['BLEU-4']:14.2f}", f"{v['ROUGE-L']:14.2f}", f"{v['paired words %']:14.1f}",
                  f"{v['train time (s)']:14.1f}", f"{v['parameters']:14,d}"]
@@ -418,13 +423,13 @@ def readme_table(records: list) -> str:
     """A Markdown table of ``--results`` files (one row per seed): BLEU-4 of every row of the
     table (the fusions with their difference to pose-only), the gated model's mean gate on
     exactly described and on undescribed frames, the total time."""
-    head = ("| seed | pose-only | gated | gated, descriptions off | cross-attention | cross-attention, descriptions off "
-            "| gate: exact / undescribed | total time |")
+    head = ("| seed | pose-only | gated | gated, descriptions predicted | gated, descriptions off | cross-attention "
+            "| cross-attention, descriptions off | gate: exact / undescribed | total time |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in sorted(records, key=lambda r: r["seed"]):
         base = r["rows"][ROWS[0]]["BLEU-4"]
         cells = [str(r["seed"]), f"{base:.2f}"] + [f"{r['rows'][row]['BLEU-4']:.2f} ({r['rows'][row]['BLEU-4'] - base:+.1f})"
-                                                  for row in ROWS[1:]]
+                                                  if row in r["rows"] else "-" for row in ROWS[1:]]
         g = r["gates"]["gated"]
         cells.append(f"{g['exact']['mean']:.3f} / {g['undescribed']['mean']:.3f}" if "undescribed" in g else "-")
         cells.append(f"{r['times']['total']:.0f} s")
@@ -443,7 +448,7 @@ def cmd_demo(args) -> None:
         return
     run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, workers=args.workers,
              verbose=args.verbose, results_file=args.results, samples=args.samples, epochs=args.epochs,
-             threads=args.threads)
+             threads=args.threads, cue_amplitude=args.cue_amplitude)
 
 
 def register(sub) -> None:
@@ -459,6 +464,7 @@ def register(sub) -> None:
     sp.add_argument("--samples", type=int, default=None, help=f"videos to generate (default: {FULL['samples']}, --quick {QUICK['samples']})")
     add_flags(sp, "epochs", default={"epochs": None})
     sp.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default 1)")
+    add_flags(sp, "cue_amplitude", default={"cue_amplitude": None})  # None: the demo's, FULL["cue_amplitude"]
     sp.add_argument("--workers", type=int, default=None,
                     help=f"processes training the models side by side (default: {len(MODELS)}, at most one per core)")
     sp.add_argument("--results", default=None, metavar="FILE",

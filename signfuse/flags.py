@@ -150,6 +150,9 @@ _flag("--desc_distill_loss", default=None, choices=("cosine", "mse"),
 _flag("--desc_predicted_p", type=float, default=None,
       help="training: share of samples whose fusion reads the predicted embeddings instead of the given ones "
            "(default 0)")
+_flag("--cue_amplitude", type=float, default=0.0,
+      help="how far the paired signs' facial cue moves the face points, in body units (half a shoulder width): "
+           "a weak cue in the keypoints themselves (0: none)")
 PREDICTOR = ("desc_distill_weight", "desc_predictor_hidden", "desc_distill_loss", "desc_predicted_p")
 # pre-training (Uni-Sign stages 1 and 2)
 # speed (compiled path)

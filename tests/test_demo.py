@@ -39,9 +39,10 @@ def test_quick_demo_prints_the_comparison_and_saves_the_gate_plots(tmp_path, cap
         bleu4, rouge, paired, train_s, params = values
         assert 0 <= bleu4 <= 100 and 0 <= rouge <= 100 and 0 <= paired <= 100, row
         assert train_s > 0 and params > 0, row
-    pose, gated, gated_off, cross, cross_off = (rows[r] for r in ROWS)
+    pose, gated, gated_predicted, gated_off, cross, cross_off = (rows[r] for r in ROWS)
     assert gated[4] > pose[4] and cross[4] > pose[4]  # the fusions' parameters come on top of pose-only's
-    assert gated_off[3:] == gated[3:] and cross_off[3:] == cross[3:]  # one trained model, evaluated twice
+    # one trained model, evaluated two or three times
+    assert gated_off[3:] == gated[3:] == gated_predicted[3:] and cross_off[3:] == cross[3:]
 
     for label in ("gate plot", "gate summary"):
         plot = Path(re.search(rf"^{label}: (.+)$", text, re.M).group(1))
@@ -58,6 +59,9 @@ def test_quick_demo_prints_the_comparison_and_saves_the_gate_plots(tmp_path, cap
     for kind in ("gating", "cross_attn"):
         assert re.search(rf"signfuse train .*--use_descriptions --text_fusion_type {kind}", text)
     assert re.search(r"signfuse eval .*--eval_descriptions both", text)
+    assert re.search(r"signfuse train .*--text_fusion_type gating .*--desc_distill_weight 1.0", text)
+    assert re.search(r"signfuse eval .*--eval_descriptions all", text)
+    assert re.search(r"signfuse make-synthetic .*--cue_amplitude 0.04", text)
 
     saved = json.loads((out / "demo_results.json").read_text())
     assert set(saved["rows"]) == set(ROWS)
