@@ -31,10 +31,13 @@ from common import REPO, RESULTS, machine_info, machine_line, write_result
 from signfuse import demo
 from signfuse.data.synthetic import make_synthetic
 
-# (key, --desc_dir folder under the data or None for pose-only, table name), longest runs first
-MODELS = (("gated_generator", "description", "gated, generator's descriptions"),
-          ("gated_rules", "rules", "gated, rules descriptions"),
-          ("pose_only", None, "pose-only"))
+# (key, --desc_dir folder under the data or None for pose-only, table name, --text_fusion_type),
+# longest runs first; the gated models train the description predictor (--desc_distill_weight)
+MODELS = (("gated_generator", "description", "gated, generator's descriptions", "gating"),
+          ("gated_rules", "rules", "gated, rules descriptions", "gating"),
+          ("cross_generator", "description", "cross-attention, generator's descriptions", "cross_attn"),
+          ("pose_only", None, "pose-only", None))
+DEFAULT_MODELS = ("gated_generator", "gated_rules", "pose_only")
 
 
 def parse_args(argv=None):
@@ -44,7 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=5, help="training epochs (demo: 20, --quick 3)")
     p.add_argument("--cue_amplitude", type=float, default=0.04)
     p.add_argument("--workers", type=int, default=2, help="trainings at a time (one torch thread each)")
-    p.add_argument("--models", nargs="+", default=[m[0] for m in MODELS], choices=[m[0] for m in MODELS])
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=[m[0] for m in MODELS])
     p.add_argument("--desc_distill_weight", type=float, default=1.0, help="0: no description predictor")
     p.add_argument("--desc_predictor_hidden", type=int, default=256)
     p.add_argument("--desc_distill_loss", default="cosine", choices=("cosine", "mse"))
@@ -70,14 +73,14 @@ def make_data(work: Path, s: dict, seed: int, cue_amplitude: float) -> dict:
 def jobs_of_seed(work: Path, s: dict, seed: int, models: list) -> tuple:
     """(jobs for demo._run_all, {key: [train command, eval command]}) of one seed."""
     data, jobs, commands = work / str(seed) / "data", [], {}
-    for key, desc, _ in MODELS:
+    for key, desc, _, fusion in MODELS:
         if key not in models:
             continue
-        out = work / str(seed) / key
-        flags = demo.run_flags(data, out, s, seed, fusion=bool(desc), predictor=True)
-        eval_flags = demo.run_flags(data, out / "eval", s, seed, fusion=bool(desc), predictor=True)
+        out, predictor = work / str(seed) / key, fusion == "gating"
+        flags = demo.run_flags(data, out, s, seed, fusion, predictor=predictor)
+        eval_flags = demo.run_flags(data, out / "eval", s, seed, fusion, predictor=predictor)
         eval_flags += ["--finetune", str(out / "best_checkpoint.pth")]
-        eval_flags += ["--eval_descriptions", "all" if s["desc_distill_weight"] else "both"] if desc else []
+        eval_flags += ["--eval_descriptions", "all" if predictor and s["desc_distill_weight"] else "both"] if desc else []
         for f in (flags, eval_flags):
             f[f.index("--desc_dir") + 1] = str(data / (desc or "description"))
         jobs.append((f"{seed}/{key}", flags, eval_flags))
@@ -95,7 +98,7 @@ def rows_of(done: dict, seeds: list, work: Path, pairs) -> dict:
     """{row: {seed: {"BLEU-4", "ROUGE-L", "paired words %", "train mean gate", "train_s"}}} from
     the runs' test results and prediction files."""
     rows = {}
-    for key, desc, title in MODELS:
+    for key, desc, title, _ in MODELS:
         if f"{seeds[0]}/{key}" not in done:
             continue
         tags = [("", f"{title}"), ("_nodesc", f"{title} (descriptions off)")] if desc else [("", title)]

@@ -176,6 +176,11 @@ def test_readme_table_from_results_files(tmp_path, capsys):
     assert cli.main(["demo", "--table", str(tmp_path / "demo-1.json"), str(tmp_path / "demo-0.json")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and lines[0].startswith("| seed | pose-only | gated |")
-    assert lines[2] == ("| 0 | 10.00 | 11.00 (+1.0) | 12.00 (+2.0) | 13.00 (+3.0) | 14.00 (+4.0) "
+    assert lines[2] == ("| 0 | 10.00 | 11.00 (+1.0) | 12.00 (+2.0) | 13.00 (+3.0) | 14.00 (+4.0) | 15.00 (+5.0) "
                         "| 0.900 / 0.050 | 200 s |")
     assert lines[3].startswith("| 1 | ")
+    # a results file from before the predictor (no predicted row): "-" in that column
+    del rows["gated (descriptions predicted)"]
+    (tmp_path / "demo-0.json").write_text(json.dumps({"seed": 0, "rows": rows, "gates": gates, "times": {"total": 200.4}}))
+    assert cli.main(["demo", "--table", str(tmp_path / "demo-0.json")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[2].startswith("| 0 | 10.00 | 11.00 (+1.0) | - | 13.00 (+3.0) |")
