@@ -145,8 +145,9 @@ _flag("--desc_distill_weight", type=float, default=None,
       help="train a head that predicts each frame's description embedding from the pose features, with this "
            "loss weight (default 0: no predictor); without descriptions the fusion then reads its predictions")
 _flag("--desc_predictor_hidden", type=int, default=None, help="the predictor's hidden width (default 256; 0: linear)")
-_flag("--desc_distill_loss", default=None, choices=("cosine", "mse"),
-      help="the predictor's loss: cosine (default; of layer-normalised vectors) or mse (raw vectors)")
+_flag("--desc_distill_loss", default=None, choices=("cosine", "mse", "contrastive"),
+      help="the predictor's loss: cosine (default; of layer-normalised vectors), mse (raw vectors) or contrastive "
+           "(cosine + which of the batch's texts is the frame's)")
 _flag("--desc_predicted_p", type=float, default=None,
       help="training: share of samples whose fusion reads the predicted embeddings instead of the given ones "
            "(default 0)")

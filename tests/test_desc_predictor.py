@@ -16,7 +16,7 @@ from signfuse.config import ModelConfig
 from signfuse.data.synthetic import make_synthetic
 from signfuse.flags import run_parser
 from signfuse.metrics import postprocess_prediction, read_results
-from signfuse.models.desc_predictor import distill_loss
+from signfuse.models.desc_predictor import contrastive_loss, distill_loss
 from signfuse.models.uni_sign import attach_text_source, build_model
 from signfuse.training import run
 from signfuse.training.settings import resolve_model_config
@@ -41,6 +41,20 @@ def test_distill_loss_against_hand_computed_values():
     # no frame with a text: 0, and still a graph to backpropagate through
     none = distill_loss(pred.requires_grad_(), target, torch.zeros(1, 3, dtype=torch.bool))
     assert none.item() == 0.0 and none.requires_grad
+
+
+def test_contrastive_loss_against_hand_computed_values():
+    # texts: v0 = (1, -1, 1, -1), v1 = (1, 1, -1, -1) (unchanged by layer norm, orthogonal);
+    # pred (2, 0, -2, 0): cos 0 with v0, 1/sqrt2 with v1 -> logits (0, 10/sqrt2) at temperature 0.1
+    vectors = torch.tensor([[1., -1., 1., -1.], [1., 1., -1., -1.]])
+    pred = torch.tensor([[[2., 0., -2., 0.], [2., 0., -2., 0.]]])  # (1, 2, 4)
+    index = torch.tensor([[[0, -1], [0, 1]]])  # frame 1: text 0; frame 2: texts 0 and 1 interpolated
+    weight = torch.tensor([[[1.0, 0.0], [0.5, 0.5]]])
+    mask = torch.tensor([[True, True]])
+    b = 10 / math.sqrt(2)
+    log_z = math.log(1 + math.exp(b))
+    expected = (log_z + (0.5 * log_z + 0.5 * (log_z - b))) / 2
+    assert contrastive_loss(pred, vectors, index, weight, mask).item() == pytest.approx(expected, abs=1e-4)
 
 
 # ----------------------------------------------------------------------------- weight 0: as before

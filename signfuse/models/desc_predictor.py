@@ -14,7 +14,8 @@ Pieces:
 - ``distill_loss``: its loss on the frames that have a text: ``cosine`` (1 - the cosine of
   the layer-normalised vectors: the fusion reads its texts layer-normalised, so only that
   view matters; it equals half the MSE of the normalised vectors divided by their width) or
-  ``mse`` (the MSE of the raw vectors).
+  ``mse`` (the MSE of the raw vectors); ``contrastive`` adds ``contrastive_loss`` to the cosine
+  loss: which of the batch's texts is the frame's.
 - ``predicted_texts``: the batch keys through which the fusion reads the predictions (each
   frame its own "text"), for every sample or for some (scheduled sampling in training).
 """
@@ -22,7 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-DISTILL_LOSSES = ("cosine", "mse")
+DISTILL_LOSSES = ("cosine", "mse", "contrastive")
+CONTRAST_TEMPERATURE = 0.1  # of the contrastive loss's cosines
 
 
 class DescriptionPredictor(nn.Module):
@@ -61,6 +63,25 @@ def distill_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, k
     if kind == "cosine":
         return (1 - F.cosine_similarity(normalised(p), normalised(t), dim=-1)).mean()
     return F.mse_loss(p, t)
+
+
+def contrastive_loss(pred, vectors, index, weight, mask, temperature: float = CONTRAST_TEMPERATURE) -> torch.Tensor:
+    """Cross entropy of each frame of ``mask`` (B, T) over the batch's distinct texts ``vectors``
+    (N, D): logits = cos(norm(pred), norm(text)) / ``temperature``, target = the frame's text
+    weights (``index``/``weight`` (B, T, 2): its text, or the two it interpolates). The cosine
+    loss rewards the part that the texts share as much as the part that tells them apart (a
+    prediction between "mouth smiles" and "mouth frowns" scores well); this one only rewards
+    telling the frame's text from the batch's others."""
+    N = vectors.shape[0]
+    if N < 2 or not bool(mask.any()):
+        return pred.sum() * 0.0
+    p = F.normalize(normalised(pred[mask]), dim=-1)  # (n, D)
+    v = F.normalize(normalised(vectors.detach()), dim=-1)  # (N, D)
+    logits = p @ v.T / temperature  # (n, N)
+    w = (weight * (index >= 0))[mask].float()  # (n, 2)
+    target = torch.zeros_like(logits).scatter_add_(1, index[mask].clamp_min(0), w)  # (n, N)
+    target = target / target.sum(-1, keepdim=True).clamp_min(1e-6)
+    return -(target * F.log_softmax(logits, -1)).sum(-1).mean()
 
 
 def cosine_to_target(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[float, float, int]:

@@ -77,12 +77,16 @@ class Uni_Sign(PoseEncoder):
             return None
         if descriptions_off or not (self.training or predicted):
             return None
-        from signfuse.models.desc_predictor import cosine_to_target, distill_loss
+        from signfuse.models.desc_predictor import contrastive_loss, cosine_to_target, distill_loss
         pred = predictor(pose_feats)  # (B, T, text_dim)
         if "desc_index" in batch and (self.training or predicted):
             target, mask = self.text_targets(vectors, batch, pose_feats)
             if self.training:
-                self.last_distill = distill_loss(pred, target, mask, self.cfg.desc_distill_loss)
+                kind = self.cfg.desc_distill_loss
+                self.last_distill = distill_loss(pred, target, mask, "cosine" if kind == "contrastive" else kind)
+                if kind == "contrastive" and vectors is not None:
+                    self.last_distill = self.last_distill + contrastive_loss(
+                        pred, vectors, batch["desc_index"].to(pred.device), batch["desc_weight"].to(pred.device), mask)
             else:
                 stats = cosine_to_target(pred, target, mask)
                 self.prediction_cosine = [a + b for a, b in zip(self.prediction_cosine, stats, strict=True)]
