@@ -50,7 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=[m[0] for m in MODELS])
     p.add_argument("--desc_distill_weight", type=float, default=1.0, help="0: no description predictor")
     p.add_argument("--desc_predictor_hidden", type=int, default=256)
-    p.add_argument("--desc_distill_loss", default="cosine", choices=("cosine", "mse", "contrastive"))
+    p.add_argument("--desc_distill_loss", default="contrastive", choices=("cosine", "mse", "contrastive"))
     p.add_argument("--desc_predicted_p", type=float, default=0.0)
     p.add_argument("--work_dir", default="/tmp/describe_helps")
     p.add_argument("--out", default=str(RESULTS / "describe_helps.json"))

@@ -154,7 +154,10 @@ _flag("--desc_predicted_p", type=float, default=None,
 _flag("--cue_amplitude", type=float, default=0.0,
       help="how far the paired signs' facial cue moves the face points, in body units (half a shoulder width): "
            "a weak cue in the keypoints themselves (0: none)")
-PREDICTOR = ("desc_distill_weight", "desc_predictor_hidden", "desc_distill_loss", "desc_predicted_p")
+_flag("--desc_predictor_keypoints", action=argparse.BooleanOptionalAction, default=None,
+      help="the predictor also reads the face and body keypoints' displacements (default: yes)")
+PREDICTOR = ("desc_distill_weight", "desc_predictor_hidden", "desc_distill_loss", "desc_predicted_p",
+             "desc_predictor_keypoints")
 # pre-training (Uni-Sign stages 1 and 2)
 # speed (compiled path)
 # seeing it (render, export-pose, serve)

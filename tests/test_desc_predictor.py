@@ -113,7 +113,7 @@ def test_predicted_frames_read_the_predictions():
     with torch.no_grad():
         pose = model.encode_pose(batch)
         model.fuse(pose, batch, predicted=True)
-        pred = model.text_fusion.predictor(pose)
+        pred = model.text_fusion.predictor(pose, batch)
     real = batch["attention_mask"].bool()
     assert torch.equal(seen["text"][real], pred[real])  # each real frame reads its own prediction
     assert seen["has"].sum() == 0  # as a frame with an interpolated text, not a described one

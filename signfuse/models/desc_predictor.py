@@ -27,22 +27,53 @@ DISTILL_LOSSES = ("cosine", "mse", "contrastive")
 CONTRAST_TEMPERATURE = 0.1  # of the contrastive loss's cosines
 
 
-class DescriptionPredictor(nn.Module):
-    """pose features (B, T, feature_dim) -> predicted description vectors (B, T, text_dim).
+# The keypoints the head may read besides the pose features: the face and body parts' xy, as
+# displacements from the sample's mean over its real frames, at each sampled frame and its
+# KEYPOINT_WINDOW neighbours on each side. (The weak facial cues of the synthetic benchmark are
+# 0.01-0.02 in these coordinates: a probe on frozen features told the paired texts apart on 45 %
+# of the test frames from the pose features, 70 % with these displacements; docs/predictor.md.)
+KEYPOINT_PARTS = ("face_all", "body")
+KEYPOINT_WINDOW = 1
+KEYPOINT_SCALE = 20.0  # the displacements to about unit size
 
-    ``hidden`` 0: LayerNorm + Linear; else LayerNorm + Linear(feature_dim, hidden) + GELU +
+
+def keypoint_dim(window: int = KEYPOINT_WINDOW) -> int:
+    """Width of ``keypoint_motion``'s output: (18 face + 9 body points) x 2 x (2 window + 1)."""
+    return (18 + 9) * 2 * (2 * window + 1)
+
+
+def keypoint_motion(batch: dict, window: int = KEYPOINT_WINDOW) -> torch.Tensor:
+    """(B, T, keypoint_dim) from the batch's ``face_all``/``body`` (B, T, V, 3) and ``attention_mask``."""
+    x = torch.cat([batch[part][..., :2].flatten(2) for part in KEYPOINT_PARTS], -1).float()  # (B, T, 54)
+    m = batch["attention_mask"].unsqueeze(-1).to(x)  # (B, T, 1)
+    mean = (x * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1.0)  # (B, 1, 54)
+    d = (x - mean) * KEYPOINT_SCALE  # (B, T, 54)
+    T = d.shape[1]
+    padded = torch.cat([d[:, :1].expand(-1, window, -1), d, d[:, -1:].expand(-1, window, -1)], 1)  # (B, T + 2w, 54)
+    return torch.cat([padded[:, i:i + T] for i in range(2 * window + 1)], -1)  # (B, T, 54 (2w + 1))
+
+
+class DescriptionPredictor(nn.Module):
+    """pose features (B, T, feature_dim) [+ keypoint displacements (B, T, keypoint_dim)] ->
+    predicted description vectors (B, T, text_dim).
+
+    ``hidden`` 0: LayerNorm + Linear; else LayerNorm + Linear(in, hidden) + GELU +
     Linear(hidden, text_dim). Keys (under Uni_Sign's ``text_fusion.predictor.``): ``net.*``."""
 
-    def __init__(self, feature_dim: int, text_dim: int, hidden: int = 256):
+    def __init__(self, feature_dim: int, text_dim: int, hidden: int = 256, keypoints: bool = False):
         super().__init__()
-        layers = [nn.LayerNorm(feature_dim)]
+        self.keypoints = keypoints
+        width = feature_dim + (keypoint_dim() if keypoints else 0)
+        layers = [nn.LayerNorm(width)]
         if hidden > 0:
-            layers += [nn.Linear(feature_dim, hidden), nn.GELU(), nn.Linear(hidden, text_dim)]
+            layers += [nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, text_dim)]
         else:
-            layers += [nn.Linear(feature_dim, text_dim)]
+            layers += [nn.Linear(width, text_dim)]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, pose_feat: torch.Tensor) -> torch.Tensor:
+    def forward(self, pose_feat: torch.Tensor, batch: dict = None) -> torch.Tensor:
+        if self.keypoints:
+            pose_feat = torch.cat([pose_feat, keypoint_motion(batch).to(pose_feat)], -1)  # (B, T, feature_dim + k)
         return self.net(pose_feat)  # (B, T, text_dim)
 
 

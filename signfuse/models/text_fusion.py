@@ -415,7 +415,8 @@ class DescriptionFusion(nn.Module):
             self.fusion = CrossAttentionFusion(cfg.d_model, cfg.text_dim, cfg.cross_attn_heads)
         if cfg.desc_distill_weight > 0:  # made last: the other weights start as without it
             from signfuse.models.desc_predictor import DescriptionPredictor
-            self.predictor = DescriptionPredictor(cfg.d_model, cfg.text_dim, cfg.desc_predictor_hidden)
+            self.predictor = DescriptionPredictor(cfg.d_model, cfg.text_dim, cfg.desc_predictor_hidden,
+                                                  cfg.desc_predictor_keypoints)
 
     def dropout_mask(self, B, T, device):
         """(B, T) bool, True = frame's descriptions dropped (always all False in eval mode)."""

@@ -78,7 +78,7 @@ class Uni_Sign(PoseEncoder):
         if descriptions_off or not (self.training or predicted):
             return None
         from signfuse.models.desc_predictor import contrastive_loss, cosine_to_target, distill_loss
-        pred = predictor(pose_feats)  # (B, T, text_dim)
+        pred = predictor(pose_feats, batch)  # (B, T, text_dim)
         if "desc_index" in batch and (self.training or predicted):
             target, mask = self.text_targets(vectors, batch, pose_feats)
             if self.training:
