@@ -78,13 +78,22 @@ class ModelConfig:
         values = {k: tuple(v) if k == "gcn_channels" else v for k, v in saved.items() if k in known}
         return cls(**values)
 
+    @staticmethod
+    def recorded(saved: dict) -> dict:
+        """A recorded configuration with the values its fields had before they existed (a
+        description predictor recorded without ``desc_predictor_keypoints`` read none)."""
+        saved = dict(saved or {})
+        if "desc_distill_weight" in saved:
+            saved.setdefault("desc_predictor_keypoints", False)
+        return saved
+
     @classmethod
     def from_args(cls, args, saved: dict | None = None, **overrides) -> "ModelConfig":
         """The fields that no flag sets (the architecture: widths, kernel, fusion sizes) from
         ``saved`` (a checkpoint's recorded configuration, if any); every field that ``args``
         (an argparse namespace) has, from it; then ``overrides``."""
         names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in (saved or {}).items() if k in names}
+        values = {k: v for k, v in cls.recorded(saved).items() if k in names}
         values.update({k: v for k, v in vars(args).items() if k in names and v is not None})
         values.update(overrides)
         return cls.from_dict(values)

@@ -193,3 +193,9 @@ def test_a_checkpoint_from_before_the_predictor_still_loads(setup, tmp_path, cap
     assert _eval(setup, tmp_path / "p", setup.old, "--eval_descriptions", "predicted") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--desc_distill_weight" in err
+
+
+def test_a_predictor_recorded_before_its_keypoint_input_reads_none():
+    args = run_parser().parse_args(["--mt5_model", "tiny", "--dataset", "Synthetic", "--use_descriptions"])
+    assert ModelConfig.from_args(args, saved={"desc_distill_weight": 1.0}).desc_predictor_keypoints is False
+    assert ModelConfig.from_args(args, saved={}).desc_predictor_keypoints is True  # a new run's default
