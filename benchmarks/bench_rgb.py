@@ -62,7 +62,7 @@ from signfuse.data.hand_crops import (HAND_POINTS, HANDS, IMAGE_SIZE, MEAN, STD,
                                       select_positions, skeletons_norm)
 from signfuse.data.pose import PoseRecord  # noqa: E402
 from signfuse.data.sampler import sample_frames  # noqa: E402
-from signfuse.data.synthetic_video import BACKGROUND, render_frames  # noqa: E402
+from signfuse.demo.synthetic_video import BACKGROUND, render_frames  # noqa: E402
 from signfuse.data.video import frame_pts, open_video, read_frames  # noqa: E402
 
 try:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from signfuse.data.descriptions import TemporalAligner, collate_descriptions
-from signfuse.data.lexicon import DESCRIPTION_PHRASES, WORDS
+from signfuse.demo.lexicon import DESCRIPTION_PHRASES, WORDS
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"

@@ -8,6 +8,7 @@ the other settings a checkpoint records (``eval`` and ``predict`` read them back
 ``DATASETS`` describes the dataset layouts and their languages.
 """
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 # Uni-Sign's datasets, plus the synthetic benchmark of ``signfuse make-synthetic``.
 DATASETS = ("CSL_News", "CSL_Daily", "WLASL", "How2Sign", "OpenASL", "Synthetic")
@@ -25,6 +26,7 @@ DESCRIBE_LANGUAGES = ("en", "zh")
 
 UNISIGN_MT5_DIR = "./pretrained_weight/mt5-base"
 TINY_MT5 = "tiny"  # --mt5_model tiny: the tiny config and tokenizer shipped in signfuse/assets
+TINY_MT5_DIR = Path(__file__).resolve().parent / "assets" / "tiny_mt5"  # the one place of that folder
 
 
 def prompt_for(dataset: str) -> str:

@@ -9,8 +9,8 @@ The margin asserted (LOSS_MARGIN) is well inside the smallest one measured over 
 """
 import pytest
 
-from signfuse.data.synthetic import make_synthetic
-from signfuse.demo import build_model, heldout_loss, parse_run_args, run_flags, settings
+from signfuse.demo.synthetic import make_synthetic
+from signfuse.demo.run import build_model, heldout_loss, parse_run_args, run_flags, settings
 from signfuse.training import run
 
 SEED = 0

@@ -294,10 +294,6 @@ def test_precompute_text_command_prints_one_json_line(tmp_path, capsys):
 
 def test_signfuse_cli_main(tmp_path, capsys, monkeypatch):
     from signfuse import cli
-    try:
-        cli._extra_commands()
-    except ImportError:  # another command's module is not written yet: register ours alone
-        monkeypatch.setattr(cli, "_extra_commands", lambda: [text_store.register])
     write_descriptions(tmp_path)
     argv = ["precompute-text", "--desc_dir", str(tmp_path), "--dataset", DATASET,
             "--desc_encoder", "tiny", "--device", "cpu", "--no_progress"]

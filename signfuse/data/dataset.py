@@ -13,11 +13,17 @@ import numpy as np
 import torch
 
 from signfuse.config import TASKS
+from signfuse.data.description_collate import collate_descriptions
 from signfuse.data.hand_crops import HANDS, RGBSettings, load_hand_crops, video_file
 from signfuse.data.labels import gloss_text, load_labels
 from signfuse.data.pose import load_pose, pose_path
 from signfuse.data.sampler import sample_frames
-from signfuse.data.transforms import PART_NAMES, PART_POINTS, normalize_parts, split_parts
+from signfuse.data.transforms import (
+    PART_NAMES,
+    PART_POINTS,
+    normalize_parts,
+    split_parts,
+)
 from signfuse.errors import InputError, SampleError
 
 
@@ -120,7 +126,6 @@ def pad_last(array: np.ndarray, length: int) -> np.ndarray:
 
 def collate_descriptions_into(batch: dict, samples: list, lengths: list, T: int) -> None:
     """Add desc_texts, desc_index, desc_weight, has_description to ``batch``."""
-    from signfuse.data.descriptions import collate_descriptions  # only runs with descriptions
 
     aligned = [s.get("desc_aligned", [[] for _ in range(n)]) for s, n in zip(samples, lengths, strict=True)]
     texts, index, weight = collate_descriptions(aligned, T)

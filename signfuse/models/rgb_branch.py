@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from signfuse.checkpoint_io import safe_torch_load, state_dict_of
 from signfuse.errors import InputError
 
 HANDS = ("left", "right")
@@ -276,6 +277,7 @@ def load_backbone_weights(spec: str) -> dict | None:
         return None
     if spec == "imagenet":
         from urllib.error import URLError
+
         from torchvision.models import EfficientNet_B0_Weights
         weights = EfficientNet_B0_Weights.IMAGENET1K_V1
         cached = imagenet_weights_path()
@@ -297,7 +299,6 @@ def load_backbone_weights(spec: str) -> dict | None:
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
             raise InputError(f"{path}: not a readable safetensors file: {str(e)[:200]}") from None
     else:
-        from signfuse.training.checkpoint import safe_torch_load, state_dict_of
         sd = state_dict_of(safe_torch_load(path), path)
     return _check_features(sd, str(path))
 

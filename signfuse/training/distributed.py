@@ -18,7 +18,6 @@ import torch.distributed as dist
 
 from signfuse.errors import InputError, SignfuseError
 
-
 #: printed (stderr) by a process whose group outlived ``cleanup`` (see ``import_before_the_group``)
 GROUP_HELD_WARNING = "the process group is still held after leaving it; its threads run on into interpreter exit"
 

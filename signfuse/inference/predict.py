@@ -29,12 +29,24 @@ from pathlib import Path
 
 import torch
 
+from signfuse.data.alignment import TemporalAligner
 from signfuse.data.dataset import collate_fn, make_item
+from signfuse.data.description_files import read_description_file
+from signfuse.data.hand_crops import RGBSettings, load_hand_crops
 from signfuse.data.pose import PoseRecord, load_pose, pose_record
+from signfuse.describe.describer import PoseDescriber, describer_settings
 from signfuse.errors import InputError, SampleError
+from signfuse.models.rgb_branch import HANDS, has_rgb_weights, valid_rows
+from signfuse.models.uni_sign import attach_text_source, build_model
 from signfuse.training.checkpoint import load_weights, safe_torch_load, state_dict_of
-from signfuse.training.settings import apply_checkpoint_settings, check_text_encoder, describer_settings, \
-    given_flags, resolve_model_config, saved_settings
+from signfuse.training.distributed import pick_device
+from signfuse.training.settings import (
+    apply_checkpoint_settings,
+    check_text_encoder,
+    given_flags,
+    resolve_model_config,
+    saved_settings,
+)
 
 STAGES = ("load", "describe", "rgb_crops", "generate")  # the timings a prediction reports (seconds)
 
@@ -71,7 +83,6 @@ class Predictor:
         args = apply_checkpoint_settings(args, self.checkpoint, args.finetune, log=warn)
         self.args = rgb_from_weights(args, self.checkpoint)
         self.cfg = resolve_model_config(self.args, self.checkpoint, args.finetune)
-        from signfuse.training.distributed import pick_device
         self.device = pick_device(args.device)
         self.describe = describer(self.args, self.cfg)  # reads --description now: a bad file stops here
         self.model = None
@@ -79,7 +90,6 @@ class Predictor:
 
     def load(self) -> None:
         """Build the model, attach its text source, load the checkpoint's weights (once)."""
-        from signfuse.models.uni_sign import attach_text_source, build_model
         start = time.perf_counter()
         check_text_encoder(self.args, self.checkpoint, self.args.finetune, log=warn)
         model = build_model(self.cfg, self.args.mt5_model)
@@ -134,7 +144,6 @@ def rgb_from_weights(args, checkpoint):
     saved, _ = saved_settings(checkpoint, args.finetune)
     if "rgb_support" in saved or "rgb_support" in given_flags(args):
         return args
-    from signfuse.models.rgb_branch import has_rgb_weights
     args.rgb_support = has_rgb_weights(state_dict_of(checkpoint, args.finetune))
     return args
 
@@ -190,7 +199,6 @@ def gate_summary(model, batch: dict, rgb_outputs: list) -> dict | None:
                 "mean_described": gate[described].mean().item() if described.any() else None,
                 "described_share": described.float().mean().item()}
     if model.cfg.rgb_support:
-        from signfuse.models.rgb_branch import HANDS, valid_rows
         T = batch["attention_mask"].shape[1]
         fused = [hand for hand in HANDS if valid_rows(batch[f"{hand}_sampled_indices"], batch[f"{hand}_rgb_len"],
                                                       1, T)[0].numel()]
@@ -221,7 +229,6 @@ def describer(args, cfg):
         return lambda sample_id, pose, frames: from_file(frames)
     rules = describer_settings(args)
     if rules is not None:
-        from signfuse.data.descriptions import PoseDescriber
         # settings checked now, another rules version reported once; then one describer per pose
         # (a PoseDescriber caches each sample id's texts: two videos may share a name)
         PoseDescriber(rules, args.desc_alignment, args.max_gap, warn=lambda message: warn(f"warning: {message}"))
@@ -240,7 +247,6 @@ def hand_crops(args, cfg, pose, frames, video, name) -> dict:
         raise InputError(f"{args.finetune}: an RGB-pose model (--rgb_support): give the sign video of "
                          f"{name} with --video (its hand crops are part of the model's input)")
     import numpy as np
-    from signfuse.data.hand_crops import RGBSettings, load_hand_crops
     settings = RGBSettings(video_dir=str(Path(video).parent), crop=args.rgb_crop, eval_sampling=args.rgb_eval_sampling)
     try:  # --rgb_eval_sampling random: from a fixed seed (the same crops every time)
         return load_hand_crops(pose, frames, video, settings, train=False, rng=np.random.default_rng(0),
@@ -251,7 +257,6 @@ def hand_crops(args, cfg, pose, frames, video, name) -> dict:
 
 def single_file_describer(path, strategy, max_gap):
     """frames -> (aligned, has_description) from one description file (errors stop the command)."""
-    from signfuse.data.descriptions import TemporalAligner, read_description_file
     try:
         descriptions, _ = read_description_file(Path(path))
     except SampleError as e:

@@ -18,7 +18,6 @@ file, the whole file when it has no start/end) in original frame numbers.
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,26 +206,3 @@ def describe_dataset(args, progress: bool = True) -> DescribeSummary:
     return summary
 
 
-def cmd_describe(args) -> None:
-    if args.describer == "vlm":
-        from signfuse.describe.vlm import describe_dataset_vlm
-        print(describe_dataset_vlm(args, progress=sys.stderr.isatty()).format())
-        return
-    print(describe_dataset(args, progress=sys.stderr.isatty()).format())
-
-
-def register(sub) -> None:
-    sp = sub.add_parser("describe", help="write action descriptions of a dataset's videos (from the pose by "
-                                         "rules, or by a local vision-language model)")
-    from signfuse.flags import add_data_args, add_description_args  # the flags runs take, defined once
-    add_data_args(sp, "dataset", "data_root", "label_dir", "pose_dir", "split", "trust_pickles", required=("dataset",))
-    # the output: <desc_dir>/<dataset>/<sample_id>.json, as runs read them; the rules describer's settings
-    add_description_args(sp, "desc_dir", "language", "frame_size", "fps", "desc_max_tokens")
-    g = sp.add_argument_group("describe")
-    g.add_argument("--describer", default="rules", choices=("rules", "vlm"),
-                   help="rules: from the pose keypoints (deterministic, CPU); vlm: a local vision-language model")
-    g.add_argument("--workers", type=int, default=1, help="processes")
-    g.add_argument("--overwrite", action="store_true", help="rewrite files that are up to date")
-    from signfuse.describe.vlm import add_vlm_args
-    add_vlm_args(sp)
-    sp.set_defaults(func=cmd_describe)
