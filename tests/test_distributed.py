@@ -18,7 +18,7 @@ import torch
 from conftest import REPO, SUBPROCESS_ENV as ENV, gloo_group, launch
 from signfuse.training import distributed as D
 from signfuse.training import engine
-from signfuse.training.run import BatchShardSampler, ResumableSampler
+from signfuse.training.samplers import BatchShardSampler, ResumableSampler
 
 
 # ----------------------------------------------------------------------------- samplers
