@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from signfuse import cli
-from signfuse.config import CHECKPOINT_FLAGS, TINY_POSE_CHANNELS, ModelConfig
+from signfuse.config import TINY_POSE_CHANNELS, ModelConfig
+from signfuse.flags import CHECKPOINT_FLAGS
 from signfuse.data import paths
 from signfuse.metrics import postprocess_prediction, read_results
 from signfuse.models.uni_sign import build_model

@@ -5,20 +5,12 @@ from pathlib import Path
 import numpy as np
 
 from signfuse.errors import InputError
+from signfuse.flags import RESUME_SENSITIVE
 from signfuse.training import distributed as D
 from signfuse.training import engine
 from signfuse.training.checkpoint import load_last
 from signfuse.training.parallel import use_deepspeed
 from signfuse.training.settings import plain
-
-#: flags whose change between the interrupted run and its continuation changes the result
-RESUME_SENSITIVE = ("dataset", "task", "mt5_model", "use_descriptions", "text_fusion_type", "batch_size",
-                    "gradient_accumulation_steps", "epochs", "lr", "min_lr", "warmup_epochs", "weight_decay",
-                    "seed", "max_length", "max_samples", "label_smoothing", "text_dropout_p",
-                    "text_dropout_sample_p", "gradient_clipping", "dtype", "zero_stage", "describe", "language",
-                    "frame_size", "fps", "desc_max_tokens", "rgb_support", "rgb_gate_init", "rgb_crop",
-                    "rgb_eval_sampling")
-
 
 
 def find_resume_state(args, out, log) -> dict | None:

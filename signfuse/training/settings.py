@@ -14,9 +14,9 @@ import argparse
 
 import numpy as np
 
-from signfuse.config import CHECKPOINT_FLAGS, ModelConfig
+from signfuse.config import ModelConfig
 from signfuse.describe.describer import describer_settings
-from signfuse.flags import FLAGS
+from signfuse.flags import CHECKPOINT_FLAGS, FLAGS
 from signfuse.models.text_store import IDENTITY_FIELDS, encoder_identity
 from signfuse.models.uni_sign import TEXT_ENCODER_SEED, resolve_config
 from signfuse.training.checkpoint import FUSION_PREFIX, state_dict_of
@@ -103,7 +103,7 @@ def _fusion_from_weights(keys: dict, settings: dict) -> dict:
     return {}
 
 
-def given_flags(args) -> frozenset:
+def explicit_flags(args) -> frozenset:
     """The flags given on the command line (``cli.main`` records them in ``args.given_flags``);
     for a namespace built otherwise, the flags whose value is not their default."""
     if getattr(args, "given_flags", None) is not None:
@@ -116,7 +116,7 @@ def apply_checkpoint_settings(args, checkpoint, path, log=print) -> argparse.Nam
     """A copy of ``args`` with the checkpoint's recorded settings for the flags not given; a
     given flag that differs from the checkpoint's value is reported in one line (the flag is used)."""
     saved, _ = saved_settings(checkpoint, path)
-    given, resolved, differ = given_flags(args), argparse.Namespace(**vars(args)), []
+    given, resolved, differ = explicit_flags(args), argparse.Namespace(**vars(args)), []
     for name, value in saved.items():  # also those the command has no flag for (it cannot change them)
         if name not in given:
             setattr(resolved, name, tuple(value) if isinstance(value, list) else value)
