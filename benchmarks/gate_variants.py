@@ -228,7 +228,7 @@ if "test_nodesc" in res:
 if a.fusion != "none":
     from signfuse.training import distributed as D
     args = demo.parse_run_args(eflags)
-    model = demo.build_model(args).eval()
+    model = demo.run_model(args).eval()
     describer = build_describer(args)
     ds = inputs.build_dataset(args, "test", train=False, describer=describer)
     loader = inputs.build_loader(ds, args, D.DistInfo(device=torch.device("cpu")), train=False)

@@ -80,7 +80,7 @@ def test_the_run_describer_gives_the_texts_of_the_describe_command_byte_for_byte
         assert fresh.descriptions(sample_id) == expected and expected
         texts.update(expected.values())
     from signfuse.models.text_fusion import TextEncoder
-    source = TextEncoder("tiny", hidden_dim=None, max_tokens=20)
+    source = TextEncoder("tiny", max_tokens=20)
     assert model_setup.warm_text_cache(SimpleNamespace(text_source=source), fresh, ids, log=lambda *_: None) == len(texts)
     assert set(source._cache) == texts
 

@@ -1,4 +1,4 @@
-"""Description files (descriptions.md sections 1 and 3): DescriptionLoader for every file
+"""Description files (docs/descriptions.md sections 1 and 3): DescriptionLoader for every file
 shape and every kind of bad file, Describer, collate_descriptions, describe_stats."""
 import json
 import logging

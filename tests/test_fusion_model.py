@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import PINNED_TARGETS, golden, pinned_batch, train_on
+from helpers import fusion_parameters
 from signfuse.config import ModelConfig
 from signfuse.data import paths
 from signfuse.data.dataset import SignDataset, collate_fn
@@ -32,7 +33,6 @@ from signfuse.demo.synthetic import make_synthetic
 from signfuse.errors import InputError
 from signfuse.models.mt5 import load_mt5
 from signfuse.models import text_fusion
-from signfuse.models.text_fusion import count_parameters as fusion_parameters
 from signfuse.models.text_fusion import ALIGNMENT_KINDS
 from signfuse.models.uni_sign import Uni_Sign, attach_text_source, build_model
 from signfuse.training import engine, model_setup

@@ -193,9 +193,9 @@ def test_one_predictor_for_several_videos(setup, tmp_path, capsys, monkeypatch):
     a = write_video(tmp_path / "one" / "v.mp4", setup.frames)
     b = write_video(tmp_path / "two" / "v.mp4", setup.other)
     loads, builds = [], []
-    real_load, real_build = predict.safe_torch_load, predict.build_model
+    real_load, real_build = predict.safe_torch_load, predict.build_run_model
     monkeypatch.setattr(predict, "safe_torch_load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
-    monkeypatch.setattr(predict, "build_model", lambda *a, **k: builds.append(a) or real_build(*a, **k))
+    monkeypatch.setattr(predict, "build_run_model", lambda *a, **k: builds.append(a) or real_build(*a, **k))
     status, out, err = main(capsys, monkeypatch, "translate", a, b, "--finetune", setup.rules, *setup.models,
                             *FAST, "--json")
     assert status == 0, err

@@ -4,7 +4,7 @@ from pathlib import Path
 from signfuse.config import TINY_MT5, TINY_MT5_DIR
 from signfuse.data.description_stats import describe_stats, format_describe_stats
 from signfuse.data.labels import load_labels
-from signfuse.data.paths import description_dir, label_path
+from signfuse.data.paths import description_root, label_path
 from signfuse.errors import InputError
 from signfuse.flags import add_data_args, add_description_args, add_flags
 
@@ -37,7 +37,7 @@ def describe_stats_command(args) -> str:
         sample_ids = [Path(sample["video_path"]).stem for sample in labels.values()]
     mt5_model = getattr(args, "mt5_model", None)
     tokenizer = load_tokenizer(mt5_model) if mt5_model else None
-    desc_root = description_dir(args.dataset, getattr(args, "data_root", "."), args.desc_dir).parent
+    desc_root = description_root(getattr(args, "data_root", "."), args.desc_dir)
     stats = describe_stats(desc_root, args.dataset, sample_ids, tokenizer)
     scope = f"split {args.split}" if args.split is not None else "every file"
     return f"dataset: {args.dataset} ({scope})\n" + format_describe_stats(stats)

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from signfuse.data.descriptions import Describer
+from signfuse.describe.describer import folder_describer
 from signfuse.errors import InputError
 from signfuse.flags import add_flags
 from signfuse.inference.plotting import (
@@ -17,11 +17,7 @@ def _describer(args):
     """The description files of ``<desc_dir>/<dataset>`` (None without --desc_dir)."""
     if not args.desc_dir:
         return None
-    folder = Path(args.desc_dir) / args.dataset
-    if not folder.is_dir():
-        raise InputError(f"{folder}: description folder not found (--desc_dir DIR --dataset NAME: the files "
-                         "are DIR/NAME/<sample>.json)")
-    return Describer(folder, strategy=args.desc_alignment, max_gap=args.max_gap)
+    return folder_describer(args.dataset, desc_dir=args.desc_dir, strategy=args.desc_alignment, max_gap=args.max_gap)
 
 
 def cmd_plot_gates(args) -> None:

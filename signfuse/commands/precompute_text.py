@@ -1,7 +1,7 @@
 """``signfuse precompute-text``: encode every distinct description text of a dataset once."""
 import json
 
-from signfuse.data.paths import description_dir
+from signfuse.data.paths import description_root
 from signfuse.flags import (
     add_data_args,
     add_description_args,
@@ -12,7 +12,7 @@ from signfuse.models.text_store import precompute
 
 
 def cmd_precompute_text(args) -> None:
-    desc_root = description_dir(args.dataset, args.data_root, args.desc_dir).parent
+    desc_root = description_root(args.data_root, args.desc_dir)
     summary = precompute(desc_root, args.dataset, args.desc_encoder or args.mt5_model, out=args.out,
                          batch_size=args.batch_size, device=args.device,
                          max_tokens=args.desc_max_tokens, seed=args.seed,

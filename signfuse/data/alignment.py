@@ -20,7 +20,7 @@ def check_alignment_options(strategy: str, max_gap) -> None:
 
 
 class TemporalAligner:
-    """Maps described original frames onto sampled original frames (descriptions.md section 2).
+    """Maps described original frames onto sampled original frames (docs/descriptions.md section 2).
 
     ``align() -> (aligned, has_description)``: for each sampled frame, ``aligned[i]`` is
     ``[]`` (nothing), ``[(text, 1.0)]`` (exact, nearest, or an interpolation between two equal

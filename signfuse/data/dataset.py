@@ -171,7 +171,7 @@ def collate_fn(samples: list) -> dict:
 
 
 def collate_hands_into(batch: dict, samples: list) -> None:
-    """Add the RGB keys (rgb-pose.md section 7): per hand the samples' rows concatenated,
+    """Add the RGB keys (docs/rgb-pose.md section 7): per hand the samples' rows concatenated,
     ``_sampled_indices`` (N,) int64 (positions in each sample's own frames), ``_hands``
     (N, 3, 112, 112) float32, ``_skeletons_norm`` (N, 21, 2) float32, ``_rgb_len`` the rows
     per sample (1 for a dummy hand)."""

@@ -159,7 +159,7 @@ def _parse_segments(path: Path, segments) -> dict:
 def read_description_file(path) -> tuple[dict, dict]:
     """Read one description file; return ``(descriptions {frame: text}, metadata dict)``.
 
-    Accepted shapes (descriptions.md section 1): a frame map ``{"0": "text", ...}`` (no
+    Accepted shapes (docs/descriptions.md section 1): a frame map ``{"0": "text", ...}`` (no
     metadata); ``{"frames": {frame map}, ...}``; ``{"segments": [{"start", "end", "text"}],
     ...}``; in the last two every other top-level key is metadata. Texts are stripped of
     surrounding whitespace and empty ones are dropped. Raises SampleError("<path>: <reason>")

@@ -20,11 +20,14 @@ Without descriptions a model can at best guess between the two members of a pair
 models read the cue. ``run_demo`` returns the numbers as a dict.
 """
 import contextlib
+import io
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,10 +35,9 @@ import numpy as np
 import torch
 
 from signfuse.data.dataset import collate_fn
-from signfuse.data.descriptions import Describer
 from signfuse.demo.synthetic import make_synthetic
 from signfuse.demo.synthetic_video import write_videos
-from signfuse.describe.describer import build_describer
+from signfuse.describe.describer import build_describer, folder_describer
 from signfuse.flags import run_parser
 from signfuse.inference.plotting import (
     frame_kinds,
@@ -110,32 +112,11 @@ def parse_run_args(flags: list):
     return run_parser().parse_args(flags)
 
 
-def build_model(args):
+def run_model(args):
     """The run's model (with its text source), on ``args.device``."""
     info = D.DistInfo(device=torch.device(args.device or "cpu"))
     model, _ = model_setup.build_run_model(args, info, log=lambda *_: None)
     return model
-
-
-@torch.no_grad()
-def heldout_loss(model, args, split: str = "test", descriptions_off: bool = False) -> float:
-    """Teacher-forced loss (the training loss, label smoothing included) of ``model`` in eval
-    mode over ``split``, averaged over target tokens."""
-    describer = build_describer(args)
-    ds = inputs.build_dataset(args, split, train=False, describer=describer)
-    loader = inputs.build_loader(ds, args, D.DistInfo(device=torch.device("cpu")), train=False)
-    model.eval()
-    device = next(model.parameters()).device
-    total, tokens = 0.0, 0
-    for batch in loader:
-        if not batch["names"]:
-            continue
-        batch = to_device(batch, device)
-        out = model(batch, descriptions_off=descriptions_off) if model.cfg.use_descriptions else model(batch)
-        n = int((model.tokenize_targets(batch["targets"]) != -100).sum())
-        total += float(out["loss"]) * n
-        tokens += n
-    return total / max(1, tokens)
 
 
 def paired_word_accuracy(pred_file, ref_file, pairs) -> float:
@@ -170,7 +151,6 @@ def _quiet(enabled: bool):
     if not enabled:
         yield
         return
-    import io
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         yield
 
@@ -186,7 +166,7 @@ def _train_and_evaluate(key: str, flags: list, eval_flags: list, threads: int, q
         t0 = time.time()
         results = run.evaluate(parse_run_args(eval_flags))
         eval_s = time.time() - t0
-        params = model_setup.count_model_parameters(build_model(parse_run_args(flags)))
+        params = model_setup.count_model_parameters(run_model(parse_run_args(flags)))
     return {"key": key, "results": json.loads(json.dumps(results, default=float)), "train_s": train_s,
             "eval_s": eval_s, "parameters": params[0], "fusion_parameters": params[1]}
 
@@ -197,8 +177,6 @@ def _run_all(jobs: list, workers: int, threads: int, quiet: bool) -> dict:
     if workers <= 1:
         with _threads(threads):
             return {job[0]: _train_and_evaluate(*job, threads, quiet) for job in jobs}
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_train_and_evaluate, *job, threads, quiet) for job in jobs]
         return {done["key"]: done for done in (f.result() for f in futures)}
@@ -239,12 +217,12 @@ def _table_rows(out: Path, done: dict, pairs) -> dict:
 
 # ----------------------------------------------------------------------------- gates
 
-def gate_by_kind(gates_file, desc_dir) -> dict:
+def gate_by_kind(gates_file, data) -> dict:
     """{kind: {"frames", "mean", "median", "std"}} of the gate over a split's frames (the
     ``<split>_gates.npz`` of an evaluation), per alignment kind (the saved ``alignment``, else
     recomputed from the description files with the demo's alignment, interpolate)."""
     gates = load_gates(gates_file)
-    describer = Describer(desc_dir)
+    describer = folder_describer(DATASET, data_root=data)
     kinds = {name: frame_kinds(sample, describer, name) for name, sample in gates.items()}
     return {k: {s: v for s, v in d.items() if s != "values"} for k, d in gate_summary(gates, kinds).items()}
 
@@ -254,7 +232,7 @@ def gate_without_descriptions(eval_flags: list, name: str) -> np.ndarray:
     """The gate of test sample ``name`` when every frame carries the mask embedding
     (``--eval_descriptions off``), from the run's best checkpoint."""
     args = parse_run_args(eval_flags)
-    model = build_model(args).eval()
+    model = run_model(args).eval()
     ds = inputs.build_dataset(args, "test", train=False, describer=build_describer(args))
     index = next(i for i, k in enumerate(ds.keys) if ds.labels[k]["name"] == name)
     batch = to_device(collate_fn([ds[index]]), next(model.parameters()).device)
@@ -280,7 +258,7 @@ def _plot_gates(out: Path, data: Path, eval_flags: list) -> dict:
     gates_file = out / "gated" / "eval" / "test_gates.npz"
     gates = load_gates(gates_file)
     cross = load_gates(out / "cross_attn" / "eval" / "test_gates.npz")
-    describer = Describer(data / "description" / DATASET)
+    describer = folder_describer(DATASET, data_root=data)
     name = _pick_sample(gates, describer)
     off = gate_without_descriptions(eval_flags, name)
     plot = plot_gate(gates[name], name, out / f"gate_{name}.png", describer.descriptions(name),
@@ -322,8 +300,7 @@ def run_demo(out_dir="signfuse_demo", quick: bool = False, seed: int = 0, device
          + (f"side by side in {workers} processes" if workers > 1 else "one after the other") + " ...")
     done = _run_all(jobs, workers, s["threads"], quiet=not verbose)
     rows = _table_rows(out, done, summary["pairs"])
-    desc_dir = data / "description" / DATASET
-    gates = {key: gate_by_kind(out / key / "eval" / "test_gates.npz", desc_dir) for key, fusion, _ in MODELS if fusion}
+    gates = {key: gate_by_kind(out / key / "eval" / "test_gates.npz", data) for key, fusion, _ in MODELS if fusion}
     plots = _plot_gates(out, data, dict((k, e) for k, _, e in jobs)["gated"])
     times = {"total": time.time() - t_start,
              **{f"{step}_{key}": done[key][f"{step}_s"] for key in done for step in ("train", "eval")}}
@@ -479,10 +456,10 @@ def run_rgb_demo(out_dir="signfuse_demo_rgb", seed: int = 0, device: str = "cpu"
 
 @torch.no_grad()
 def rgb_gate_mean(eval_flags: list) -> float:
-    """The mean of the RGB fusion gate (``fusion_gate``'s output, rgb-pose.md 8.2) over the hand
+    """The mean of the RGB fusion gate (``fusion_gate``'s output, docs/rgb-pose.md 8.2) over the hand
     nodes of every real crop of the test split, from the run's best checkpoint."""
     args = parse_run_args(eval_flags)
-    model = build_model(args).eval()
+    model = run_model(args).eval()
     values = []
     hook = model.fusion_gate.register_forward_hook(lambda module, inputs, output: values.append(output.flatten()))
     ds = inputs.build_dataset(args, "test", train=False)

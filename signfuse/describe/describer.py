@@ -7,7 +7,10 @@ from typing import Callable, Optional
 import numpy as np
 
 from signfuse.data import paths
+from pathlib import Path
+
 from signfuse.data.alignment import TemporalAligner, check_alignment_options
+from signfuse.data.description_files import read_description_file
 from signfuse.data.descriptions import Describer
 from signfuse.data.pose import load_pose
 from signfuse.describe.rules import rules_describer_from_settings
@@ -90,21 +93,53 @@ class PoseDescriber:
         return []
 
 
-def build_describer(args, log=print):
-    """The description hook of the datasets (None without --use_descriptions):
-    ``<desc_dir>/<dataset>/<sample_id>.json`` (``paths.description_dir``), or with --describe
-    rules the descriptions made from each sample's pose file (no file is read)."""
-    if not args.use_descriptions:
+class FileDescriber:
+    """The hook for one sample whose description file is given (``signfuse predict --description``):
+    the file is read at construction (a bad one is an InputError naming it), every sample id
+    gets its descriptions."""
+    needs_pose = False
+
+    def __init__(self, path, strategy: str = "interpolate", max_gap: Optional[int] = None):
+        check_alignment_options(strategy, max_gap)
+        try:
+            self.texts, _ = read_description_file(Path(path))
+        except SampleError as e:
+            raise InputError(str(e)) from None
+        self.strategy, self.max_gap = strategy, max_gap
+
+    def describe(self, sample_id: str, frame_indices, pose=None) -> tuple[list, np.ndarray]:
+        aligner = TemporalAligner(self.texts, [int(f) for f in frame_indices], self.strategy, self.max_gap)
+        aligned, has_description = aligner.align()
+        return aligned, np.asarray(has_description, dtype=np.float32)
+
+
+def folder_describer(dataset: str, data_root=".", desc_dir=None, strategy: str = "interpolate",
+                     max_gap: Optional[int] = None, strict: bool = False) -> Describer:
+    """The description files of ``dataset``: ``<desc_dir>/<dataset>/<sample_id>.json``
+    (``paths.description_dir``); a missing folder is an InputError."""
+    folder = paths.description_dir(dataset, data_root, desc_dir)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: description folder not found (--desc_dir, default <data_root>/description, "
+                         f"is the root that holds one folder per dataset, here {dataset}/)")
+    return Describer(folder, strategy=strategy, max_gap=max_gap, strict=strict)
+
+
+def build_describer(args, log=print, description_file=None):
+    """The one describer factory, from a command's flags (train, eval, predict, translate, the
+    demo): None without --use_descriptions; ``description_file`` (predict's --description): that
+    file's descriptions; --describe rules: those made from each sample's pose (no file is read);
+    else the files of ``<desc_dir>/<dataset>/`` (``folder_describer``)."""
+    if not getattr(args, "use_descriptions", False):
         return None
+    if description_file:
+        return FileDescriber(description_file, args.desc_alignment, args.max_gap)
     rules = describer_settings(args)
     if rules is not None:
         return PoseDescriber(rules, strategy=args.desc_alignment, max_gap=args.max_gap,
-                             warn=lambda message: log(f"warning: {message}"), trust_pickles=args.trust_pickles)
-    folder = paths.description_dir(args.dataset, args.data_root, args.desc_dir)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: description folder not found (--desc_dir, default <data_root>/description, "
-                         f"is the root that holds one folder per dataset, here {args.dataset}/)")
-    return Describer(folder, strategy=args.desc_alignment, max_gap=args.max_gap, strict=args.desc_strict)
+                             warn=lambda message: log(f"warning: {message}"),
+                             trust_pickles=getattr(args, "trust_pickles", False))
+    return folder_describer(args.dataset, args.data_root, args.desc_dir, args.desc_alignment, args.max_gap,
+                            getattr(args, "desc_strict", False))
 
 
 def describer_settings(args) -> dict | None:

@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from signfuse.data import paths
 from signfuse.data.pose import load_pose
@@ -131,7 +133,6 @@ def model_digest(directory: Path) -> str:
 
 
 def is_out_of_memory(err: Exception) -> bool:
-    import torch
     return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
@@ -141,7 +142,6 @@ class VLMDescriber:
     def __init__(self, model_dir, language: str = "en", segment_frames: int = 16, shown: int = 4,
                  image_size: int = 448, max_new_tokens: int = 48, rules=None, device=None, dtype: str = "auto",
                  batch_size: int = 8, report=None):
-        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
         self.dir = Path(model_dir) if model_dir else None
         if self.dir is None or not (self.dir / "config.json").is_file():
@@ -193,7 +193,6 @@ class VLMDescriber:
 
     def generate(self, prompts: list, images: list) -> list:
         """Greedy texts for ``prompts`` with their ``images`` (one call)."""
-        import torch
         inputs = self.processor(text=prompts, images=images, return_tensors="pt", padding=True).to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
@@ -223,7 +222,6 @@ class VLMDescriber:
         return texts
 
     def _free_memory(self) -> None:
-        import torch
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -267,7 +265,6 @@ def flush(describer: VLMDescriber, generator: dict, pending: list) -> int:
 
 def describe_dataset_vlm(args, progress: bool = True):
     """``signfuse describe --describer vlm``: this shard's samples; the summary."""
-    from tqdm import tqdm
 
     k, n = parse_shard(args.shard)
     rules = RulesDescriber(settings_from_args(args)) if args.pose_hints else None

@@ -3,7 +3,7 @@
 For each sample of the dataset (every split, or ``--split``), in Uni-Sign's layout
 (``signfuse.data.paths``), it reads the pose file and writes
 ``<desc_dir>/<dataset>/<sample_id>.json`` (``sample_id``: the stem of the sample's
-``video_path``) in the segments form of descriptions.md: top-level ``generator`` (name,
+``video_path``) in the segments form of docs/descriptions.md: top-level ``generator`` (name,
 version, every parameter) and ``pose_sha256`` (of the pose file's bytes), then
 ``segments``, one per line, covering every frame of the sample ([start, end) of the pose
 file, the whole file when it has no start/end) in original frame numbers.
@@ -17,9 +17,12 @@ file, the whole file when it has no start/end) in original frame numbers.
 """
 import hashlib
 import json
+import multiprocessing
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tqdm import tqdm
 
 from signfuse.data import paths
 from signfuse.data.labels import load_labels
@@ -158,14 +161,12 @@ def _describe_task(task: tuple) -> tuple:
 
 def run_tasks(tasks: list, init_args: tuple, workers: int, progress: bool):
     """Yield ``_describe_task``'s results in the order of ``tasks``, over ``workers`` processes."""
-    from tqdm import tqdm
     bar = tqdm(total=len(tasks), desc="describe", unit="video", disable=not progress, mininterval=1.0)
     if workers <= 1:
         _init_worker(*init_args)
         results = map(_describe_task, tasks)
         pool = None
     else:
-        import multiprocessing
         pool = multiprocessing.get_context().Pool(workers, initializer=_init_worker, initargs=init_args)
         results = pool.imap(_describe_task, tasks, chunksize=max(1, min(32, len(tasks) // (4 * workers))))
     try:

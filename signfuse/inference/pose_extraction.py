@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from signfuse.errors import InputError, SampleError
 
@@ -198,7 +200,6 @@ def check_device(device) -> str:
     import onnxruntime
     has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     if device in (None, "", "auto"):
-        import torch
         return "cuda" if has_cuda and torch.cuda.is_available() else "cpu"
     if device == "cpu":
         return device
@@ -295,7 +296,6 @@ class PoseExtractor:
 
     def extract(self, path, progress: bool = False) -> dict:
         """The pose file (a dict, see the module doc) of the video at ``path``."""
-        from tqdm import tqdm
         persons, sizes = [], []
         for image in tqdm(iter_frames(path), desc=Path(path).name, unit="frame", leave=False,
                           disable=None if progress else True, file=sys.stderr):
@@ -414,7 +414,6 @@ def extract_one(extractor, video, target, overwrite: bool, progress: bool = Fals
 
 def extract_videos(jobs: list, extractor, overwrite: bool = False, workers: int = 1, progress: bool = True) -> Summary:
     """Extract every (video, pose file) of ``jobs``; a video that fails is counted and named."""
-    from tqdm import tqdm
     summary = Summary()
 
     def run(job):

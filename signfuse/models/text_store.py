@@ -1,4 +1,4 @@
-"""Precomputed description embeddings: one file per dataset and text encoder (descriptions.md s. 4).
+"""Precomputed description embeddings: one file per dataset and text encoder (docs/descriptions.md s. 4).
 
 With a store, training and inference need no text encoder in memory: each distinct
 description text was encoded once, ahead of time, by ``signfuse precompute-text``.
@@ -47,11 +47,12 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
+from tqdm import tqdm
 
-from signfuse.config import TINY_MT5
+from signfuse.config import TINY_MT5, TINY_MT5_DIR
 from signfuse.data.description_files import read_description_file
 from signfuse.errors import InputError, SampleError
-from signfuse.models.text_fusion import TINY_MT5_DIR, TextEncoder
+from signfuse.models.text_fusion import TextEncoder
 
 STORE_FORMAT = "signfuse-text-store"
 FORMAT_VERSION = "1"
@@ -70,10 +71,6 @@ SHORT_TEXT = 60  # characters of a text quoted in an error message
 
 # -----------------------------------------------------------------------------
 # 1. encoder identity
-
-def _tiny_dir() -> Path:
-    return TINY_MT5_DIR
-
 
 def _sha256_file(path: Path) -> str:
     """sha256 of a file, read in 1 MiB chunks (weights files are GBs)."""
@@ -103,7 +100,7 @@ def encoder_identity(encoder_dir, pooling: str = "mean", max_tokens: int = 64, s
     used for "tiny" only. Raises InputError when the directory has no config.json or no weights.
     """
     if str(encoder_dir) == TINY_MT5:
-        directory = _tiny_dir()
+        directory = TINY_MT5_DIR
         weights = f"random:seed={int(seed)}"
     else:
         directory = Path(encoder_dir)
@@ -381,9 +378,8 @@ def _encode_new(texts: list, encoder_dir, batch_size: int, device, max_tokens: i
                 progress: bool) -> torch.Tensor:
     """(len(texts), D) float32 on the CPU: TextEncoder vectors, batches of similar length,
     encoded in float32 with autocast off (whatever the caller's context), as a run encodes them."""
-    from tqdm import tqdm
 
-    encoder = TextEncoder(encoder_dir, hidden_dim=None, device=device, max_tokens=max_tokens, seed=seed)
+    encoder = TextEncoder(encoder_dir, device=device, max_tokens=max_tokens, seed=seed)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per batch
     out = torch.empty(len(texts), encoder.text_dim)
     with tqdm(total=len(texts), desc="encoding texts", unit="text", disable=not progress,

@@ -38,14 +38,14 @@ def build_run_model(args, info: D.DistInfo, log=print, checkpoint=None, cfg=None
         if checkpoint is None and args.finetune:
             checkpoint = read_checkpoint(args)
         cfg = resolve_model_config(args, checkpoint, args.finetune)
-    model = build_model(cfg, args.mt5_model, seed=args.seed, desc_encoder=args.desc_encoder)
+    model = build_model(cfg, args.mt5_model, seed=getattr(args, "seed", 0), desc_encoder=args.desc_encoder)
     if backbone is not None:
         model.rgb_support_backbone[0].load_state_dict(backbone, strict=True)
     if cfg.use_descriptions:
         attach_text_source(model, args)
     report = None
     if args.finetune:
-        report = load_weights(model, args.finetune, allow_unexpected=args.finetune_allow_unexpected,
+        report = load_weights(model, args.finetune, allow_unexpected=getattr(args, "finetune_allow_unexpected", False),
                               log=log if info.is_main else (lambda *_: None), checkpoint=checkpoint,
                               allow_new_rgb=training)
     if training and cfg.rgb_support:
@@ -72,7 +72,7 @@ def rgb_backbone(args, checkpoint, cfg, log=print) -> dict | None:
 
 def start_rgb_branch(model, cfg, report, seed: int, log=print) -> None:
     """Training --rgb_support: with --rgb_gate_init small, a fusion gate that is all zeros after
-    loading (Uni-Sign's RGB-pose checkpoints: its zero gate never learns, rgb-pose.md 8.4) gets
+    loading (Uni-Sign's RGB-pose checkpoints: its zero gate never learns, docs/rgb-pose.md 8.4) gets
     the small init of its last convolution (drawn from ``seed``; every other weight stays the
     checkpoint's); then one warning line when the branch still cannot learn."""
     loaded = report is not None and not any(k.startswith(RGB_PREFIXES) for k in report["missing"])
