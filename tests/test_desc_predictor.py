@@ -13,12 +13,12 @@ import torch
 from conftest import pinned_batch, train_on
 from signfuse.cli import main
 from signfuse.config import ModelConfig
-from signfuse.data.synthetic import make_synthetic
+from signfuse.demo.synthetic import make_synthetic
 from signfuse.flags import run_parser
 from signfuse.metrics import postprocess_prediction, read_results
 from signfuse.models.desc_predictor import contrastive_loss, distill_loss
 from signfuse.models.uni_sign import attach_text_source, build_model
-from signfuse.training import run
+from signfuse.training import model_setup
 from signfuse.training.settings import resolve_model_config
 
 SAMPLE = "synth_00006"  # test split
@@ -138,9 +138,9 @@ def setup(tmp_path_factory):
     args = SimpleNamespace(mt5_model="tiny", dataset="Synthetic", task="SLT", use_descriptions=True, desc_encoder=None,
                            num_beams=1, max_new_tokens=20)
     ckpt = root / "predictor.pth"
-    torch.save(run.checkpoint_dict(model.eval(), model.cfg, args, epoch=1), ckpt)
+    torch.save(model_setup.checkpoint_dict(model.eval(), model.cfg, args, epoch=1), ckpt)
     old = root / "before.pth"
-    saved = run.checkpoint_dict(model, model.cfg, args, epoch=1)
+    saved = model_setup.checkpoint_dict(model, model.cfg, args, epoch=1)
     saved["model"] = {k: v for k, v in saved["model"].items() if ".predictor." not in k}
     saved["config"] = {k: v for k, v in saved["config"].items() if not k.startswith(("desc_distill", "desc_predict"))}
     torch.save(saved, old)
@@ -153,11 +153,14 @@ def _eval(setup, out, ckpt, *extra):
 
 
 def test_predicted_evaluation_reads_no_description_and_predict_gives_its_text(setup, tmp_path, capsys, monkeypatch):
-    import signfuse.data.descriptions as descriptions
+    import signfuse.data.description_files as files
+    import signfuse.describe.describer as describer
+    import signfuse.models.text_store as store
 
     def no_reading(*_a, **_k):
         raise AssertionError("a description file was read")
-    monkeypatch.setattr(descriptions, "read_description_file", no_reading)
+    for module in (files, describer, store):  # every module that reads description files
+        monkeypatch.setattr(module, "read_description_file", no_reading)
     assert _eval(setup, tmp_path / "eval", setup.ckpt, "--eval_descriptions", "predicted",
                  "--desc_dir", tmp_path / "no_such_folder") == 0
     monkeypatch.undo()
