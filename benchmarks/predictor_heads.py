@@ -5,11 +5,14 @@ weak-cue benchmark), take the pose features of every sampled frame of the train 
 (evaluation sampling, the model in eval mode) and each frame's description vector (the model's
 own text encoder, interpolated as the fusion reads it); fit each head (``--hidden``: 0 = one
 Linear, else LayerNorm-Linear-GELU-Linear) with each loss (``cosine``: 1 - cos of the
-layer-normalised vectors; ``mse``: raw vectors) on the train frames that have a text, full batch,
-AdamW; report the cosine to the true vector on the test frames (raw and layer-normalised) and on
-the test frames of the paired signs' cues (the texts only the descriptions give). Every head sees
-the same features, so the comparison is side by side in one run; the joint training (the head's
-gradient reaching the pose encoder) is not part of it.
+layer-normalised vectors; ``mse``: raw vectors; ``contrastive``: cosine + which text) on the train
+frames that have a text, full batch, AdamW; report the cosine to the true vector on the test
+frames (raw and layer-normalised) and the nearest-text accuracy. Every head sees
+the same inputs (the pose features and the keypoint displacements the predictor reads), so the
+comparison is side by side in one run; the joint training (the head's gradient reaching the pose
+encoder) is not part of it. "nearest text": the share of test frames whose prediction is nearest
+(normalised cosine) to their own text among the split's distinct texts (in the synthetic
+benchmark every text is a paired sign's cue: 50 % is telling only the pair).
 
     OMP_NUM_THREADS=1 python benchmarks/predictor_heads.py --finetune RUN/best_checkpoint.pth \
         --data_root DATA --desc_dir DATA/description
@@ -21,12 +24,16 @@ import torch
 
 from common import RESULTS, machine_info, write_result
 
-from signfuse.models.desc_predictor import DescriptionPredictor, cosine_to_target, distill_loss
+import torch.nn.functional as F
+
+from signfuse.describe.describer import build_describer
+from signfuse.models.desc_predictor import (DescriptionPredictor, contrastive_loss, cosine_to_target, distill_loss,
+                                            keypoint_motion, normalised)
 from signfuse.training import distributed as D
-from signfuse.training import run
+from signfuse.training.inputs import build_dataset, build_loader
+from signfuse.training.model_setup import build_run_model, read_checkpoint
 from signfuse.training.settings import apply_checkpoint_settings
 
-CUES = ("mouth", "cheeks", "lips", "eyebrows", "head")  # the generator's facial-cue texts start so
 
 
 def parse_args(argv=None):
@@ -35,7 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--data_root", required=True)
     p.add_argument("--desc_dir", required=True)
     p.add_argument("--hidden", type=int, nargs="+", default=[0, 64, 256, 1024])
-    p.add_argument("--losses", nargs="+", default=["cosine", "mse"])
+    p.add_argument("--losses", nargs="+", default=["cosine", "mse", "contrastive"])
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--out", default=str(RESULTS / "predictor_heads.json"))
@@ -44,40 +51,51 @@ def parse_args(argv=None):
 
 @torch.no_grad()
 def features(model, args, split: str) -> tuple:
-    """(features (n, C), targets (n, D), cue (n,) bool) of the split's real frames that have a text."""
-    describer = run.build_describer(args)
-    ds = run.build_dataset(args, split, train=False, describer=describer)
-    loader = run.build_loader(ds, args, D.DistInfo(device=torch.device("cpu")), train=False)
-    feats, targets, cues = [], [], []
+    """(inputs (n, C + keypoints), targets (n, D), text (n,) of the frame's first text, vectors
+    (N, D) of the split's distinct texts) of the split's real frames that have a text; the inputs
+    are what the predictor reads: the pose features and the keypoint displacements."""
+    ds = build_dataset(args, split, train=False, describer=build_describer(args))
+    loader = build_loader(ds, args, D.DistInfo(device=torch.device("cpu")), train=False)
+    texts, rows = [], []
     for batch in loader:
-        if not batch["names"]:
+        if not batch["names"] or not batch["desc_texts"]:
             continue
         pose = model.encode_pose(batch)  # (B, T, C)
-        vectors = model.text_source.encode(batch["desc_texts"]) if batch["desc_texts"] else None
+        x = torch.cat([pose, keypoint_motion(batch)], -1)  # (B, T, C + k)
+        vectors = model.text_source.encode(batch["desc_texts"])
         target, mask = model.text_targets(vectors, batch, pose)  # (B, T, D), (B, T)
-        first = batch["desc_index"][..., 0].clamp_min(0)  # (B, T): the frame's first text
-        cue = torch.tensor([t.startswith(CUES) for t in batch["desc_texts"]] or [False])[first] & mask
-        feats.append(pose[mask]), targets.append(target[mask]), cues.append(cue[mask])
-    return torch.cat(feats), torch.cat(targets), torch.cat(cues)
+        texts += [t for t in batch["desc_texts"] if t not in texts]
+        first = torch.tensor([texts.index(t) for t in batch["desc_texts"]])[batch["desc_index"][..., 0].clamp_min(0)]
+        rows.append((x[mask], target[mask], first[mask]))
+    return (torch.cat([r[0] for r in rows]), torch.cat([r[1] for r in rows]), torch.cat([r[2] for r in rows]),
+            texts, model.text_source.encode(texts))
 
 
 def fit(train, test, hidden: int, loss: str, steps: int, lr: float) -> dict:
     torch.manual_seed(0)
-    (x, y, _), (tx, ty, tcue) = train, test
+    x, y, label, names, vectors = train
+    tx, ty, tlabel, tnames, _ = test
     head = DescriptionPredictor(x.shape[1], y.shape[1], hidden)
     opt = torch.optim.AdamW(head.parameters(), lr=lr)
     everything = torch.ones(x.shape[0], dtype=torch.bool)
+    index = torch.stack([label, torch.full_like(label, -1)], -1)  # the frame's first text
+    weight = torch.stack([torch.ones(len(label)), torch.zeros(len(label))], -1)
     for _ in range(steps):
         opt.zero_grad()
-        distill_loss(head(x), y, everything, loss).backward()
+        pred = head(x)
+        value = distill_loss(pred, y, everything, "cosine" if loss == "contrastive" else loss)
+        if loss == "contrastive":
+            value = value + contrastive_loss(pred[None], vectors, index[None], weight[None], everything[None])
+        value.backward()
         opt.step()
     with torch.no_grad():
         pred = head(tx)
     raw, centred, n = cosine_to_target(pred, ty, torch.ones(tx.shape[0], dtype=torch.bool))
-    craw, ccentred, cn = cosine_to_target(pred, ty, tcue)
+    nearest = (F.normalize(normalised(pred), dim=-1) @ F.normalize(normalised(vectors), dim=-1).T).argmax(-1)
+    truth = torch.tensor([names.index(tnames[i]) if tnames[i] in names else -1 for i in tlabel.tolist()])
     return {"hidden": hidden, "loss": loss, "parameters": sum(p.numel() for p in head.parameters()),
             "test_cosine": raw / n, "test_cosine_normalised": centred / n,
-            "cue_frames_cosine_normalised": ccentred / max(1, cn), "test_frames": n, "cue_frames": cn}
+            "nearest_text_accuracy": float((nearest == truth).float().mean()), "test_frames": n}
 
 
 def main(argv=None):
@@ -87,19 +105,19 @@ def main(argv=None):
     args = run_parser().parse_args(["--finetune", a.finetune, "--data_root", a.data_root, "--desc_dir", a.desc_dir,
                                     "--mt5_model", "tiny", "--dataset", "Synthetic", "--num_workers", "0",
                                     "--device", "cpu", "--use_descriptions", "--batch-size", "16"])
-    checkpoint = run.read_checkpoint(args)
+    checkpoint = read_checkpoint(args)
     args = apply_checkpoint_settings(args, checkpoint, args.finetune, log=lambda *_: None)
     args.use_descriptions = True  # a pose-only checkpoint: its features, the descriptions' vectors
-    model, _ = run.build_run_model(args, D.DistInfo(device=torch.device("cpu")), lambda *_: None, checkpoint)
+    model, _ = build_run_model(args, D.DistInfo(device=torch.device("cpu")), lambda *_: None, checkpoint)
     model.eval()
     t0 = time.time()
     train, test = features(model, args, "train"), features(model, args, "test")
     rows = [fit(train, test, h, loss, a.steps, a.lr) for loss in a.losses for h in a.hidden]
     for r in rows:
-        print(f"hidden {r['hidden']:5d} {r['loss']:6s}: test cosine {r['test_cosine']:.3f}, normalised "
-              f"{r['test_cosine_normalised']:.3f}, cue frames {r['cue_frames_cosine_normalised']:.3f} "
+        print(f"hidden {r['hidden']:5d} {r['loss']:11s}: test cosine {r['test_cosine']:.3f}, normalised "
+              f"{r['test_cosine_normalised']:.3f}, nearest text = true text {r['nearest_text_accuracy']:.3f} "
               f"({r['parameters']} parameters)")
-    write_result(a.out, {"rows": rows, "train_frames": int(train[0].shape[0])},
+    write_result(a.out, {"rows": rows, "train_frames": int(train[0].shape[0]), "test_frames": int(test[0].shape[0])},
                  {"finetune": a.finetune, "steps": a.steps, "lr": a.lr, "wall_s": round(time.time() - t0, 1)}, info, argv)
 
 
