@@ -28,6 +28,7 @@ from transformers import AutoTokenizer, MT5Config, MT5EncoderModel
 
 from signfuse.config import TINY_MT5, TINY_MT5_DIR, ModelConfig
 from signfuse.errors import InputError
+from signfuse.models.desc_predictor import DescriptionPredictor, predicted_texts
 
 # -----------------------------------------------------------------------------
 # text encoder
@@ -397,7 +398,6 @@ class DescriptionFusion(nn.Module):
         else:
             self.fusion = CrossAttentionFusion(cfg.d_model, cfg.text_dim, cfg.cross_attn_heads)
         if cfg.desc_distill_weight > 0:  # made last: the other weights start as without it
-            from signfuse.models.desc_predictor import DescriptionPredictor
             self.predictor = DescriptionPredictor(cfg.d_model, cfg.text_dim, cfg.desc_predictor_hidden,
                                                   cfg.desc_predictor_keypoints)
 
@@ -434,7 +434,6 @@ class DescriptionFusion(nn.Module):
             frame_indices = torch.arange(T, device=device).expand(B, T)
         frame_indices = frame_indices.to(device)  # (B, T)
         if predicted is not None:
-            from signfuse.models.desc_predictor import predicted_texts
             index, weight, has, text_vectors = predicted_texts(index, weight, has, text_vectors, *predicted,
                                                                frame_mask=batch["attention_mask"].to(device))
 

@@ -18,7 +18,8 @@ from signfuse.errors import InputError
 from signfuse.models.mt5 import load_mt5
 from signfuse.models.pose_encoder import PoseEncoder
 from signfuse.models.rgb_branch import load_backbone_weights
-from signfuse.models.text_fusion import DescriptionFusion, TextEncoder
+from signfuse.models.desc_predictor import contrastive_loss, cosine_to_target, distill_loss
+from signfuse.models.text_fusion import DescriptionFusion, TextEncoder, frame_text_features
 from signfuse.models.text_store import EmbeddingStore, encoder_identity
 
 TEXT_ENCODER_SEED = 0  # the tiny text encoder's random weights (fixed: stores stay valid across runs)
@@ -79,7 +80,6 @@ class Uni_Sign(PoseEncoder):
             return None
         if descriptions_off or not (self.training or predicted):
             return None
-        from signfuse.models.desc_predictor import contrastive_loss, cosine_to_target, distill_loss
         pred = predictor(pose_feats, batch)  # (B, T, text_dim)
         if "desc_index" in batch and (self.training or predicted):
             target, mask = self.text_targets(vectors, batch, pose_feats)
@@ -102,7 +102,6 @@ class Uni_Sign(PoseEncoder):
     def text_targets(self, vectors, batch, pose_feats) -> tuple:
         """(target (B, T, text_dim): each frame's text vector as the fusion reads it, mask (B, T) bool:
         the real frames that have a text)."""
-        from signfuse.models.text_fusion import frame_text_features
         index, weight = batch["desc_index"].to(pose_feats.device), batch["desc_weight"].to(pose_feats.device)
         has_text = ((weight > 0) & (index >= 0)).any(-1) & (batch["attention_mask"].to(pose_feats.device) > 0)
         if vectors is None:
