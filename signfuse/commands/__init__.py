@@ -1,0 +1,1 @@
+"""The sub-commands of ``signfuse``, one module each: its parser (``register(sub)``) and its handler."""

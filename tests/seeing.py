@@ -1,0 +1,58 @@
+"""Helpers of the "see it" tests (render, export-pose, serve): tiny checkpoints like the demo's,
+poses with known keypoints, lossless videos, and running a ``signfuse`` command in-process."""
+from pathlib import Path
+from types import SimpleNamespace
+
+import av
+import numpy as np
+import torch
+
+from conftest import pinned_batch, train_on
+from signfuse import cli
+from signfuse.config import ModelConfig
+
+FAST = ["--mt5_model", "tiny", "--device", "cpu", "--num_beams", "1", "--max_new_tokens", "8"]
+
+
+def tiny_checkpoints(root: Path) -> SimpleNamespace:
+    """A pose-only tiny checkpoint trained a few steps (it writes words, as the demo's do) and a
+    gated one with the same pose weights and fusion weights that change the features."""
+    from signfuse.models.uni_sign import attach_text_source, build_model
+    from signfuse.training import run
+    model = train_on(build_model(ModelConfig(dataset="Synthetic"), "tiny", seed=0), pinned_batch())
+    recorded = {"mt5_model": "tiny", "dataset": "Synthetic"}
+    pose_only = root / "pose_only.pth"
+    torch.save(run.checkpoint_dict(model, model.cfg, SimpleNamespace(**recorded), epoch=1), pose_only)
+    gated = build_model(ModelConfig(dataset="Synthetic", use_descriptions=True), "tiny", seed=0)
+    attach_text_source(gated, SimpleNamespace(mt5_model="tiny"))
+    gated.load_state_dict(model.state_dict(), strict=False)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in gated.text_fusion.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (3.0 if name.startswith("fusion.proj") else 0.02))
+    gated_ckpt = root / "gated.pth"
+    torch.save(run.checkpoint_dict(gated, gated.cfg, SimpleNamespace(**recorded, use_descriptions=True), epoch=1),
+               gated_ckpt)
+    return SimpleNamespace(pose_only=pose_only, gated=gated_ckpt, gated_model=gated.eval())
+
+
+def write_rgb_video(path, frames_rgb: np.ndarray, fps: int = 25) -> Path:
+    """Lossless H.264 (libx264rgb, qp 0) of (N, H, W, 3) uint8 RGB frames: decoded, the same pixels."""
+    from signfuse.data.synthetic_video import write_video
+    return write_video(path, np.asarray(frames_rgb, np.uint8), fps)
+
+
+def decode(path) -> np.ndarray:
+    """Every frame of a video, (N, H, W, 3) uint8 RGB."""
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def signfuse(capsys, *argv) -> tuple:
+    """(exit status, stdout, stderr) of ``signfuse ARGV`` run in this process."""
+    try:
+        status = cli.main([str(a) for a in argv])
+    except SystemExit as e:
+        status = e.code
+    out, err = capsys.readouterr()
+    return status, out, err
