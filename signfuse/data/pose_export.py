@@ -1,0 +1,50 @@
+"""``signfuse export-pose --format pose``: signfuse's pose files as pose-format ``.pose`` files.
+
+pose-format (the sign.mt ecosystem's pose library) opens, views and augments ``.pose`` files.
+The header is pose-format's own COCO-WholeBody one (``cocowholebody_components``: BODY, the 17
+body and 6 foot points; FACE, 68; LEFT_HAND and RIGHT_HAND, 21 each: the 133 points in
+COCO-WholeBody's order, as signfuse's pose files hold them). The body holds person 0 of every
+frame of the file (the person signfuse reads), in pixels: the file's keypoints are fractions
+of the frame size, which the file records when ``signfuse extract-pose`` made it (else
+``frame_size``); the scores are the confidences (a point of score 0 is masked, pose-format's
+convention); the frame rate is the file's (else ``fps``).
+"""
+from pathlib import Path
+
+import numpy as np
+
+from signfuse.errors import InputError
+
+DEFAULT_SIZE = (512, 512)
+DEFAULT_FPS = 25.0
+VERSION = 0.2  # the pose-format file version written
+
+
+def to_pose_format(record, frame_size, fps):
+    """A pose-format ``Pose`` of a PoseRecord: (N, 1, 133, 2) pixels, (N, 1, 133) confidences."""
+    from pose_format import Pose
+    from pose_format.numpy.pose_body import NumPyPoseBody
+    from pose_format.pose_header import PoseHeader, PoseHeaderDimensions
+    from pose_format.utils.cocowholebody133_header import cocowholebody_components
+    width, height = frame_size
+    header = PoseHeader(VERSION, PoseHeaderDimensions(width=width, height=height, depth=0), cocowholebody_components())
+    pixels = (record.keypoints * np.array([width, height], np.float32)).astype(np.float32)  # (N, 133, 2)
+    body = NumPyPoseBody(fps=float(fps), data=pixels[:, None], confidence=record.scores[:, None].astype(np.float32))
+    return Pose(header, body)
+
+
+def export_pose_file(path, out_path, trust_pickles: bool = False, frame_size=None, fps=None) -> dict:
+    """Write ``out_path`` (.pose) from the pose file ``path``; returns what was written."""
+    from signfuse.render import read_pose_file
+    record, size, file_fps = read_pose_file(path, trust_pickles)
+    size, fps = size or frame_size or DEFAULT_SIZE, file_fps or fps or DEFAULT_FPS
+    pose = to_pose_format(record, size, fps)
+    out_path = Path(out_path)
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(out_path, "wb") as f:
+            pose.write(f)
+    except OSError as e:
+        raise InputError(f"{out_path}: cannot write the .pose file ({e.strerror or e})") from None
+    return {"pose_file": str(path), "out": str(out_path), "frames": len(record.keypoints),
+            "frame_size": list(size), "fps": fps}
