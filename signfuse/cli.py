@@ -152,9 +152,9 @@ def _extra_commands():
     from signfuse.data import check
     from signfuse.describe import command as describe
     from signfuse.models import text_store
-    from signfuse.commands import export_pose, render
+    from signfuse.commands import export_pose, render, serve
     return [demo.register, plotting.register, check.register, text_store.register, pose_extraction.register,
-            translate.register, describe.register, render.register, export_pose.register]
+            translate.register, describe.register, render.register, export_pose.register, serve.register]
 
 
 def _rank_tag() -> str:

@@ -1,5 +1,8 @@
 """Helpers of the "see it" tests (render, export-pose, serve): tiny checkpoints like the demo's,
 poses with known keypoints, lossless videos, and running a ``signfuse`` command in-process."""
+import contextlib
+import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -56,3 +59,46 @@ def signfuse(capsys, *argv) -> tuple:
         status = e.code
     out, err = capsys.readouterr()
     return status, out, err
+
+
+@contextlib.contextmanager
+def running_server(*argv, translator=None):
+    """``signfuse serve ARGV`` in a thread of this process, on 127.0.0.1 and a free port: yields
+    (base URL, the app); stopped and its temporary folder removed on exit."""
+    import socket
+    import threading
+    import uvicorn
+    from signfuse.serve import create_app
+    parser = cli.build_parser()
+    args = parser.parse_args(["serve", *map(str, argv)])
+    args.given_flags = cli.given_flags(parser, ["serve", *map(str, argv)])
+    app = create_app(args, translator)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        assert time.time() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def post(url: str, body: bytes, **params) -> tuple:
+    """(HTTP status, JSON answer) of POST url?params with ``body`` (what the page sends)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    request = urllib.request.Request(f"{url}?{urllib.parse.urlencode(params)}", data=body, method="POST",
+                                     headers={"Content-Type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())

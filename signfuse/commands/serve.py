@@ -1,0 +1,28 @@
+"""``signfuse serve --finetune CKPT [CKPT ...] [--port N]``: a web page that translates a sign
+language video or pose file with one of the given checkpoints (``signfuse.serve``), on
+127.0.0.1 only."""
+
+
+def cmd_serve(args) -> None:
+    from signfuse.serve import serve
+    serve(args)
+
+
+def register(sub) -> None:
+    from signfuse import flags, pose_extraction
+    sp = sub.add_parser("serve", help="a web page that translates videos and pose files (127.0.0.1)",
+                        description=__doc__.split("\n\n")[0])
+    g = sp.add_argument_group("server")
+    names, kw = flags.FLAGS["finetune"]
+    g.add_argument(*names, nargs="+", required=True, metavar="CKPT",
+                   help="the checkpoints the page offers (each read with its recorded settings, as translate)")
+    flags.add_flags(g, "port", "max_upload_mb", "max_seconds", "max_queue")
+    pose_extraction.add_extraction_args(sp)
+    # the translation's flags, as `signfuse translate` has them
+    flags.add_data_args(sp, "dataset", "max_length")
+    flags.add_flags(sp.add_argument_group("model"), "mt5_model")
+    flags.add_description_args(sp, "describe", "language", "frame_size", "fps", *flags.DESCRIPTION_MODEL)
+    flags.add_generation_args(sp)
+    flags.add_distributed_args(sp, "device")
+    flags.add_rgb_args(sp, "rgb_support", "rgb_eval_sampling", "rgb_crop")
+    sp.set_defaults(func=cmd_serve, description=None, trust_pickles=False)
