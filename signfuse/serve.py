@@ -266,6 +266,7 @@ def serve(args) -> None:
         sock.bind(("127.0.0.1", args.port))
     except OSError as e:
         raise InputError(f"--port {args.port}: cannot listen on 127.0.0.1 ({e.strerror or e})") from None
+    sock.listen(128)  # connections wait in the backlog from now on, until uvicorn accepts them
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     print(f"signfuse serve: http://127.0.0.1:{sock.getsockname()[1]}/ ({len(args.finetune)} checkpoints)",
           flush=True)

@@ -17,9 +17,19 @@ from signfuse.config import ModelConfig
 FAST = ["--mt5_model", "tiny", "--device", "cpu", "--num_beams", "1", "--max_new_tokens", "8"]
 
 
+_CHECKPOINTS = {}  # made once per test process (training takes seconds)
+
+
 def tiny_checkpoints(root: Path) -> SimpleNamespace:
     """A pose-only tiny checkpoint trained a few steps (it writes words, as the demo's do) and a
-    gated one with the same pose weights and fusion weights that change the features."""
+    gated one with the same pose weights and fusion weights that change the features; written
+    under ``root`` by the first test that asks, then shared (tests only read them)."""
+    if "made" not in _CHECKPOINTS:
+        _CHECKPOINTS["made"] = _make_checkpoints(root)
+    return _CHECKPOINTS["made"]
+
+
+def _make_checkpoints(root: Path) -> SimpleNamespace:
     from signfuse.models.uni_sign import attach_text_source, build_model
     from signfuse.training import run
     model = train_on(build_model(ModelConfig(dataset="Synthetic"), "tiny", seed=0), pinned_batch())
@@ -36,7 +46,7 @@ def tiny_checkpoints(root: Path) -> SimpleNamespace:
     gated_ckpt = root / "gated.pth"
     torch.save(run.checkpoint_dict(gated, gated.cfg, SimpleNamespace(**recorded, use_descriptions=True), epoch=1),
                gated_ckpt)
-    return SimpleNamespace(pose_only=pose_only, gated=gated_ckpt, gated_model=gated.eval())
+    return SimpleNamespace(pose_only=pose_only, gated=gated_ckpt)
 
 
 def write_rgb_video(path, frames_rgb: np.ndarray, fps: int = 25) -> Path:
