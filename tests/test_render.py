@@ -87,6 +87,11 @@ def test_frame_count_and_bad_inputs(tmp_path, capsys):
     assert json.loads(stdout)["size"] == [frame.shape[1], frame.shape[0]] == [512, 512 + frame.shape[0] - 512]
     # plain background where nothing is drawn (the pose file records no frame size: 512 x 512)
     assert frame[5, 5].tolist() == list(render.BACKGROUND)
+    # --video alone: the pose file translate keeps next to the video (<stem>.pose.pkl)
+    video, _ = noise_video(tmp_path / "v.mp4", 8)
+    write_pickle(tmp_path / "v.pose.pkl", known_pose(7))
+    status, stdout, err = signfuse(capsys, "render", "--video", video, "--out", tmp_path / "v_seen.mp4")
+    assert status == 0 and json.loads(stdout)["frames"] == 7 and len(decode(tmp_path / "v_seen.mp4")) == 7, err
     short, _ = noise_video(tmp_path / "short.mp4", 5)
     status, stdout, err = signfuse(capsys, "render", "--video", short, "--pose", pose, "--out", tmp_path / "x.mp4")
     assert status == 2 and stdout == "" and "fewer than its pose file's 7" in one_error_line(err, short)
