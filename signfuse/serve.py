@@ -65,8 +65,7 @@ class Translator:
     def __init__(self, args):
         self.args, self.predictors, self.poses = args, {}, None
         self.extraction = SimpleNamespace(**vars(args))  # translate's pose cache: each request's own folder
-        self.names = [Path(c).name if [Path(x).name for x in args.finetune].count(Path(c).name) == 1 else str(c)
-                      for c in args.finetune]
+        self.names = checkpoint_names(args.finetune)
 
     def predictor(self, index: int):
         if index not in self.predictors:
@@ -109,6 +108,17 @@ class Translator:
                 "timings_s": {k: round(v, 4) for k, v in details["timings"].items()}, "gates": details["gates"],
                 "timeline": timeline(details["seen"]), "video": encode(out),
                 "gate_plot": gate_plot(details["seen"], name, path.parent / "gate.png")}
+
+
+def checkpoint_names(paths) -> list:
+    """The page's name of each checkpoint: its file name, with as many parent folders as it takes
+    to tell the checkpoints apart (out/gated/best.pth and out/pose/best.pth: gated/best.pth, ...)."""
+    paths = [Path(p).resolve() for p in paths]
+    for depth in range(1, max(len(p.parts) for p in paths) + 1):
+        names = [str(Path(*p.parts[-depth:])) for p in paths]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]
 
 
 def classify(path: Path, name: str) -> str:
@@ -223,6 +233,7 @@ def create_app(args, translator=None):
             return JSONResponse({"error": str(e)}, e.status)
         except SignfuseError as e:  # the message names the user's file, not the server's folder
             message = str(e).replace(str(path), name).replace(str(folder) + "/", "")
+            message = message.split("; pass --trust_pickles")[0]  # a flag this server does not offer
             return JSONResponse({"error": message}, 422)
         finally:
             shutil.rmtree(folder, ignore_errors=True)

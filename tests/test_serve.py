@@ -62,7 +62,7 @@ def test_untrusted_uploads(setup, tmp_path):
             (b"", "empty.mp4", 0, 400, "empty.mp4: an empty file"),
             (b"\0" * 600_000, "big.mp4", 0, 413, "big.mp4: larger than this server's limit (0.5 MiB"),
             (setup.video.read_bytes(), "sign.mp4", 7, 400, "checkpoint 7: not one of this server's"),
-            (planted.read_bytes(), "evil.pkl", 0, 422, "evil.pkl: "),
+            (planted.read_bytes(), "evil.pkl", 0, 422, "evil.pkl: refused to unpickle posix.system: pose and label files hold only"),
             (pose_seconds.read_bytes(), "long.pkl", 0, 422, "long.pkl: 2.4 s of poses, longer than this server's "
                                                              "limit (2 s"),
         ]
@@ -70,6 +70,7 @@ def test_untrusted_uploads(setup, tmp_path):
             status, result = post(f"{url}/api/translate", body, checkpoint=checkpoint, filename=name)
             assert status == code and words in result["error"], (name, status, result)
             assert "\n" not in result["error"] and str(app.state.temp_root) not in result["error"]
+            assert "--trust_pickles" not in result["error"]
         assert not marker.exists()  # the planted call never ran: the restricted unpickler refused it
         assert list(app.state.temp_root.iterdir()) == []
     with running_server(*setup.server, "--max_seconds", "0.2") as (url, _):
