@@ -39,6 +39,9 @@ def test_the_page_translates_like_the_command(tmp_path, capsys):
             page.select_option("#checkpoint", label="gated.pth")
             page.set_input_files("#file", str(video))
             page.click("#go")
+            # the progress indicator while the server works (this first request also builds the model)
+            expect(page.locator("#progress")).to_be_visible(timeout=5_000)
+            assert page.locator("#go").is_disabled()
             expect(page.locator("#translation")).to_be_visible(timeout=120_000)
             assert page.inner_text("#translation") == expected.strip()
             assert page.locator("#timeline tr").count() == 1 + 12  # header + the 12 sampled frames
