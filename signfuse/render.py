@@ -364,26 +364,6 @@ def render(pose, out, video=None, seen: Seen | None = None, frame_size=None, fps
 
 # ----------------------------------------------------------------------------- inputs
 
-def read_pose_file(path, trust_pickles: bool = False) -> tuple:
-    """(PoseRecord, frame size (W, H) or None, fps or None) of a pose file (restricted unpickling
-    unless ``trust_pickles``); the size and rate are those its ``extraction`` block records."""
-    from signfuse.data.pose import pose_record
-    from signfuse.safe_pickle import load_pickle
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: pose file not found")
-    try:
-        data = load_pickle(path, trust=trust_pickles, error=SampleError)
-        record = pose_record(data, path)
-    except SampleError as e:
-        raise InputError(str(e)) from None
-    made = data.get("extraction") if isinstance(data.get("extraction"), dict) else {}
-    size = made.get("frame_size")
-    size = tuple(int(v) for v in size) if isinstance(size, (list, tuple)) and len(size) == 2 else None
-    fps = made.get("fps") if isinstance(made.get("fps"), (int, float)) and made.get("fps") > 0 else None
-    return record, size, fps
-
-
 def seen_by(predictor, pose, name: str, video=None) -> Seen:
     """Translate ``pose`` with ``predictor`` (a ``signfuse.predict.Predictor``) and keep what its
     model saw (``details["seen"]``) with the translation."""

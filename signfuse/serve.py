@@ -59,21 +59,19 @@ class Limits:
 
 
 class Translator:
-    """The server's checkpoints (a Predictor each, built at first use), pose extraction, rendering.
-    ``translate(path, name, checkpoint)`` is called by one worker thread at a time."""
+    """The server's checkpoints (a Predictor each, built at first use on ``predict_args(checkpoint)``:
+    the namespace ``signfuse translate`` gives its Predictor), pose extraction, rendering.
+    ``translate(path, name, checkpoint, limits)`` is called by one worker thread at a time."""
 
-    def __init__(self, args):
-        self.args, self.predictors, self.poses = args, {}, None
+    def __init__(self, args, predict_args):
+        self.args, self.predict_args, self.predictors, self.poses = args, predict_args, {}, None
         self.extraction = SimpleNamespace(**vars(args))  # translate's pose cache: each request's own folder
         self.names = checkpoint_names(args.finetune)
 
     def predictor(self, index: int):
         if index not in self.predictors:
             from signfuse.predict import Predictor
-            from signfuse.translate import predict_args, predict_parser
-            ns = predict_args(self.args, predict_parser())
-            ns.finetune = self.args.finetune[index]
-            self.predictors[index] = Predictor(ns)
+            self.predictors[index] = Predictor(self.predict_args(self.args.finetune[index]))
         return self.predictors[index]
 
     def pose_of_video(self, video: Path) -> Path:
@@ -86,6 +84,7 @@ class Translator:
     def translate(self, path: Path, name: str, index: int, limits: Limits) -> dict:
         """The page's result for the upload at ``path`` (``name``: the user's file name)."""
         from signfuse import render
+        from signfuse.data.pose_files import read_pose_file
         kind = classify(path, name)
         video = path if kind == "video" else None
         if video is not None:
@@ -93,7 +92,7 @@ class Translator:
             pose_file = self.pose_of_video(video)
         else:
             pose_file = path
-        pose, size, fps = render.read_pose_file(pose_file)
+        pose, size, fps = read_pose_file(pose_file)
         if video is None:
             seconds = len(pose.keypoints) / (fps or render.DEFAULT_FPS)
             if seconds > limits.max_seconds:
@@ -187,11 +186,11 @@ def safe_name(name: str) -> str:
     return "".join(c for c in name if c.isprintable())[:100] or "upload"
 
 
-def create_app(args, translator=None):
-    """The FastAPI app of ``signfuse serve`` (``args``: its flags)."""
+def create_app(args, translator):
+    """The FastAPI app of ``signfuse serve`` (``args``: its flags; ``translator``: a Translator, or
+    anything with its ``names`` and ``translate``)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse
-    translator = translator or Translator(args)
     limits = Limits(args.max_upload_mb, args.max_seconds, args.max_queue)
     root = Path(tempfile.mkdtemp(prefix="signfuse-serve-"))
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signfuse-serve")
@@ -265,13 +264,9 @@ def html_escape(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def serve(args) -> None:
-    """Run the page on 127.0.0.1:``args.port`` until interrupted."""
+def serve(args, app) -> None:
+    """Run ``app`` on 127.0.0.1:``args.port`` until interrupted."""
     import uvicorn
-    for ckpt in args.finetune:
-        if not Path(ckpt).is_file():
-            raise InputError(f"{ckpt}: checkpoint not found")
-    app = create_app(args)
     sock = socket.socket()
     try:
         sock.bind(("127.0.0.1", args.port))

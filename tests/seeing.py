@@ -78,11 +78,11 @@ def running_server(*argv, translator=None):
     import socket
     import threading
     import uvicorn
-    from signfuse.serve import create_app
+    from signfuse.commands.serve import make_app
     parser = cli.build_parser()
     args = parser.parse_args(["serve", *map(str, argv)])
     args.given_flags = cli.given_flags(parser, ["serve", *map(str, argv)])
-    app = create_app(args, translator)
+    app = make_app(args, translator)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

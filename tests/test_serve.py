@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import TouchMarker, write_pickle
+from conftest import TouchMarker, one_error_line, write_pickle
 from seeing import FAST, post, running_server, signfuse, tiny_checkpoints
 from test_pose_extraction import make_detector, make_pose_model, one_person_frames, write_video
 
@@ -112,3 +112,9 @@ def test_requests_queue_for_the_one_worker(setup):
     busy = [i for i, (status, result) in enumerate(answers) if status == 503 and "server busy" in result["error"]]
     assert sorted(served + busy) == list(range(6)) and len(served) >= 3 and busy  # 1 running + 2 waiting
     assert all(answers[i][1]["translation"] == f"request {i}" for i in served)
+
+
+def test_missing_checkpoint_stops_before_serving(setup, tmp_path, capsys):
+    missing = tmp_path / "none.pth"
+    status, out, err = signfuse(capsys, "serve", "--finetune", setup.ckpts.pose_only, missing, "--port", "0")
+    assert status == 2 and out == "" and one_error_line(err, missing, "checkpoint not found")

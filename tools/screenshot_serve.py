@@ -26,13 +26,13 @@ def main() -> None:
     import uvicorn
     from playwright.sync_api import expect, sync_playwright
     from signfuse import cli
-    from signfuse.serve import create_app
+    from signfuse.commands.serve import make_app
     p = cli.build_parser()
     serve_args = p.parse_args(["serve", *serve_flags])
     serve_args.given_flags = cli.given_flags(p, ["serve", *serve_flags])
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(serve_args), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(make_app(serve_args), log_level="warning"))
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     while not server.started:
         time.sleep(0.05)

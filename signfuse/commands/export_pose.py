@@ -1,5 +1,5 @@
 """``signfuse export-pose POSE.pkl... --out DIR [--format pose]``: pose files in another format
-(``signfuse.data.pose_export``): ``DIR/<stem>.pose``, one JSON line per file."""
+(``signfuse.data.pose_files``): ``DIR/<stem>.pose``, one JSON line per file."""
 import json
 from pathlib import Path
 
@@ -7,7 +7,7 @@ from signfuse.errors import InputError
 
 
 def cmd_export_pose(args) -> None:
-    from signfuse.data.pose_export import export_pose_file
+    from signfuse.data.pose_files import export_pose_file
     stems = [Path(p).stem for p in args.pose_files]
     if len(set(stems)) != len(stems):
         raise InputError(f"{args.out}: two pose files have the same name ({', '.join(stems)}): export them apart")

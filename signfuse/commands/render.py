@@ -24,12 +24,13 @@ def pose_of_video(args) -> Path:
 
 def cmd_render(args) -> None:
     from signfuse import render
+    from signfuse.data.pose_files import read_pose_file
     if not args.video and not args.pose:
         raise InputError("render: give --video V, --pose P.pkl, or both")
     if args.video and not Path(args.video).is_file():
         raise InputError(f"{args.video}: video file not found")
     pose_file = Path(args.pose) if args.pose else pose_of_video(args)
-    pose, size, fps = render.read_pose_file(pose_file, args.trust_pickles)
+    pose, size, fps = read_pose_file(pose_file, args.trust_pickles)
     seen = None
     if args.finetune:
         from signfuse.predict import Predictor

@@ -3,9 +3,30 @@ language video or pose file with one of the given checkpoints (``signfuse.serve`
 127.0.0.1 only."""
 
 
+from pathlib import Path
+
+from signfuse.errors import InputError
+
+
+def make_app(args, translator=None):
+    """The app of ``signfuse serve ARGS``: its Translator makes each checkpoint's Predictor on the
+    namespace ``signfuse translate`` gives its own (``translator``: a stand-in, for tests)."""
+    from signfuse.serve import Translator, create_app
+    from signfuse.translate import predict_args, predict_parser
+
+    def predictor_args(checkpoint):
+        ns = predict_args(args, predict_parser())
+        ns.finetune = checkpoint
+        return ns
+    return create_app(args, translator or Translator(args, predictor_args))
+
+
 def cmd_serve(args) -> None:
     from signfuse.serve import serve
-    serve(args)
+    for ckpt in args.finetune:
+        if not Path(ckpt).is_file():
+            raise InputError(f"{ckpt}: checkpoint not found")
+    serve(args, make_app(args))
 
 
 def register(sub) -> None:

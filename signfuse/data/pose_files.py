@@ -1,4 +1,6 @@
-"""``signfuse export-pose --format pose``: signfuse's pose files as pose-format ``.pose`` files.
+"""Pose files with what they record of their video (``read_pose_file``: frame size and rate, for
+``signfuse render`` and ``serve``), and as pose-format ``.pose`` files (``signfuse export-pose
+--format pose``).
 
 pose-format (the sign.mt ecosystem's pose library) opens, views and augments ``.pose`` files.
 The header is pose-format's own COCO-WholeBody one (``cocowholebody_components``: BODY, the 17
@@ -13,11 +15,31 @@ from pathlib import Path
 
 import numpy as np
 
-from signfuse.errors import InputError
+from signfuse.errors import InputError, SampleError
 
 DEFAULT_SIZE = (512, 512)
 DEFAULT_FPS = 25.0
 VERSION = 0.2  # the pose-format file version written
+
+
+def read_pose_file(path, trust_pickles: bool = False) -> tuple:
+    """(PoseRecord, frame size (W, H) or None, fps or None) of a pose file (restricted unpickling
+    unless ``trust_pickles``); the size and rate are those its ``extraction`` block records."""
+    from signfuse.data.pose import pose_record
+    from signfuse.safe_pickle import load_pickle
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: pose file not found")
+    try:
+        data = load_pickle(path, trust=trust_pickles, error=SampleError)
+        record = pose_record(data, path)
+    except SampleError as e:
+        raise InputError(str(e)) from None
+    made = data.get("extraction") if isinstance(data.get("extraction"), dict) else {}
+    size = made.get("frame_size")
+    size = tuple(int(v) for v in size) if isinstance(size, (list, tuple)) and len(size) == 2 else None
+    fps = made.get("fps") if isinstance(made.get("fps"), (int, float)) and made.get("fps") > 0 else None
+    return record, size, fps
 
 
 def to_pose_format(record, frame_size, fps):
@@ -35,7 +57,6 @@ def to_pose_format(record, frame_size, fps):
 
 def export_pose_file(path, out_path, trust_pickles: bool = False, frame_size=None, fps=None) -> dict:
     """Write ``out_path`` (.pose) from the pose file ``path``; returns what was written."""
-    from signfuse.render import read_pose_file
     record, size, file_fps = read_pose_file(path, trust_pickles)
     size, fps = size or frame_size or DEFAULT_SIZE, file_fps or fps or DEFAULT_FPS
     pose = to_pose_format(record, size, fps)
