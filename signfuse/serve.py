@@ -36,7 +36,7 @@ from signfuse.errors import InputError, SignfuseError
 
 PAGE = Path(__file__).parent / "assets" / "serve.html"
 PICKLE_STARTS = (b"\x80", b"\x1f\x8b")  # a pickle (protocol 2+), a gzip-compressed one
-CHUNK = 1 << 16
+MAX_DESCRIPTION = 1 << 20  # bytes of a description file
 
 
 class UploadError(Exception):
@@ -81,8 +81,25 @@ class Translator:
         self.extraction.cache_dir, self.extraction.overwrite = str(video.parent), False
         return self.poses.get(video)[0]
 
-    def translate(self, path: Path, name: str, index: int, limits: Limits) -> dict:
-        """The page's result for the upload at ``path`` (``name``: the user's file name)."""
+    def predict(self, index: int, pose, name: str, video, description, details: dict) -> str:
+        """The checkpoint's prediction, with the descriptions of the ``description`` file when given
+        (as ``translate --description``: read and checked now, for this request only)."""
+        predictor = self.predictor(index)
+        if description is None:
+            return predictor.predict(pose, name, video=video, details=details)
+        from argparse import Namespace
+        from signfuse.predict import describer
+        own = predictor.describe
+        predictor.describe = describer(Namespace(**{**vars(predictor.args), "description": str(description)}),
+                                       predictor.cfg)
+        try:
+            return predictor.predict(pose, name, video=video, details=details)
+        finally:
+            predictor.describe = own
+
+    def translate(self, path: Path, name: str, index: int, limits: Limits, description=None) -> dict:
+        """The page's result for the upload at ``path`` (``name``: the user's file name;
+        ``description``: the path of its description file, or None)."""
         from signfuse import render
         from signfuse.data.pose_files import read_pose_file
         kind = classify(path, name)
@@ -99,7 +116,7 @@ class Translator:
                 raise InputError(f"{name}: {seconds:.1f} s of poses, longer than this server's limit "
                                  f"({limits.max_seconds:g} s, --max_seconds)")
         details = {}
-        text = self.predictor(index).predict(pose, str(pose_file), video=video, details=details)
+        text = self.predict(index, pose, str(pose_file), video, description, details)
         seen = render.Seen.of(details, text)
         out = path.parent / "rendered.mp4"
         render.render(pose, out, video=video, seen=seen, frame_size=size, fps=fps)
@@ -212,8 +229,9 @@ def create_app(args, translator):
         return PAGE.read_text().replace("{{checkpoints}}", options).replace("{{limits}}", limits_text)
 
     @app.post("/api/translate")
-    async def translate(request: Request, checkpoint: int = 0, filename: str = "upload"):
-        name = safe_name(filename)
+    async def translate(request: Request, checkpoint: int = 0, filename: str = "upload", description_bytes: int = 0,
+                        description_name: str = "description.json"):
+        name, description_name = safe_name(filename), safe_name(description_name)
         with lock:
             if state["waiting"] > limits.max_queue:
                 return JSONResponse({"error": f"server busy: {state['waiting']} requests ahead; try again"}, 503)
@@ -223,15 +241,17 @@ def create_app(args, translator):
         try:
             if not 0 <= checkpoint < len(translator.names):
                 raise UploadError(400, f"checkpoint {checkpoint}: not one of this server's")
-            await receive(request, path, name, limits)
+            description = folder / "description.json" if description_bytes else None
+            await receive(request, path, name, limits, description, description_bytes)
             result = await asyncio.get_running_loop().run_in_executor(
-                worker, translator.translate, path, name, checkpoint, limits)
+                worker, translator.translate, path, name, checkpoint, limits, description)
             state["served"] += 1
             return JSONResponse(result)
         except UploadError as e:
             return JSONResponse({"error": str(e)}, e.status)
         except SignfuseError as e:  # the message names the user's file, not the server's folder
-            message = str(e).replace(str(path), name).replace(str(folder) + "/", "")
+            message = str(e).replace(str(path), name).replace(str(folder / "description.json"), description_name)
+            message = message.replace(str(folder) + "/", "")
             message = message.split("; pass --trust_pickles")[0]  # a flag this server does not offer
             return JSONResponse({"error": message}, 422)
         finally:
@@ -242,19 +262,32 @@ def create_app(args, translator):
     return app
 
 
-async def receive(request, path: Path, name: str, limits: Limits) -> None:
+async def receive(request, path: Path, name: str, limits: Limits, description=None, description_bytes=0) -> None:
     """Stream the request body into ``path``; UploadError past the size limit or when empty (a
-    body announced larger than the limit is refused before it is read)."""
+    body announced larger than the limit is refused before it is read). With ``description``,
+    the body's first ``description_bytes`` bytes are the description file (at most
+    ``MAX_DESCRIPTION`` bytes), written there."""
     too_large = UploadError(413, f"{name}: larger than this server's limit ({limits.max_mb:g} MiB, --max_upload_mb)")
-    if int(request.headers.get("content-length") or 0) > limits.max_bytes:
+    if int(request.headers.get("content-length") or 0) > limits.max_bytes + description_bytes:
         raise too_large
-    size = 0
+    if not 0 <= description_bytes <= MAX_DESCRIPTION:
+        raise UploadError(413, f"description file: {description_bytes} bytes, more than this server takes "
+                               f"({MAX_DESCRIPTION // 1024} KiB)")
+    size, head = 0, bytearray()
     with open(path, "wb") as f:
         async for chunk in request.stream():
+            if len(head) < description_bytes:  # the description file comes first
+                take = description_bytes - len(head)
+                head += chunk[:take]
+                chunk = chunk[take:]
             size += len(chunk)
             if size > limits.max_bytes:
                 raise too_large
             f.write(chunk)
+    if len(head) < description_bytes:
+        raise UploadError(400, f"{name}: the request ended inside its description file")
+    if description is not None:
+        Path(description).write_bytes(bytes(head))
     if size == 0:
         raise UploadError(400, f"{name}: an empty file")
 

@@ -1,6 +1,7 @@
 """`signfuse serve`: what the page's requests return (the same text as translate and predict),
 untrusted uploads (size, duration, neither video nor pose file, planted pickles), the temporary
 folder, and requests queueing for the one worker. The browser test is test_serve_browser.py."""
+import json
 import threading
 import time
 from types import SimpleNamespace
@@ -51,6 +52,32 @@ def test_video_and_pose_uploads_give_translate_and_predict(setup, capsys):
         assert app.state.counts == {"waiting": 0, "served": 3}
 
 
+def test_a_description_file_with_the_upload(setup, tmp_path, capsys):
+    """The page's optional description file: what translate --description gives, its texts in the
+    timeline; a bad one gets one message naming it."""
+    description = tmp_path / "sign.json"
+    description.write_text(json.dumps({"0": "right hand moves up", "6": "hand touches chin", "11": "hands rest"}))
+    status, expected, err = signfuse(capsys, "translate", setup.video, "--finetune", setup.ckpts.gated,
+                                     *setup.models, *FAST, "--description", description)
+    assert status == 0, err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    with running_server(*setup.server) as (url, app):
+        body = description.read_bytes() + setup.video.read_bytes()
+        status, result = post(f"{url}/api/translate", body, checkpoint=1, filename="sign.mp4",
+                              description_bytes=len(description.read_bytes()), description_name="sign.json")
+        assert status == 200 and result["translation"] + "\n" == expected, result
+        texts = {f["frame"]: f["texts"] for f in result["timeline"]}
+        assert texts[0] == [["right hand moves up", 1.0]] and texts[11] == [["hands rest", 1.0]]
+        status, result = post(f"{url}/api/translate", bad.read_bytes() + setup.video.read_bytes(), checkpoint=1,
+                              filename="sign.mp4", description_bytes=len(bad.read_bytes()), description_name="bad.json")
+        assert status == 422 and result["error"].startswith("bad.json: ") and "\n" not in result["error"], result
+        # the checkpoint's own describer is back for the next request (no description: every frame masked)
+        status, result = post(f"{url}/api/translate", setup.video.read_bytes(), checkpoint=1, filename="sign.mp4")
+        assert status == 200 and all(f["texts"] == [] for f in result["timeline"])
+        assert list(app.state.temp_root.iterdir()) == []
+
+
 def test_untrusted_uploads(setup, tmp_path):
     marker = tmp_path / "planted"
     planted = write_pickle(tmp_path / "planted.pkl", {"keypoints": TouchMarker(marker), "scores": []})
@@ -85,7 +112,7 @@ class SlowTranslator:
     def __init__(self):
         self.running, self.most, self.lock = 0, 0, threading.Lock()
 
-    def translate(self, path, name, index, limits):
+    def translate(self, path, name, index, limits, description=None):
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)

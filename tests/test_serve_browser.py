@@ -1,7 +1,8 @@
 """`signfuse serve` in a real browser: headless Chromium (Debian's package, which tools/setup.sh
-installs) driven by Playwright uploads a generated lossless video and reads the translation on
-the page (the same as `signfuse translate` on that file), uploads a pose file, then a
-malformed file and reads the message. The test fails when Chromium is missing."""
+installs) driven by Playwright uploads a generated lossless video with its description file and
+reads the translation on the page (the same as `signfuse translate` on that file), uploads a
+pose file, then a malformed file and reads the message. The test fails when Chromium is missing."""
+import json
 import shutil
 
 import pytest
@@ -23,7 +24,10 @@ def test_the_page_translates_like_the_command(tmp_path, capsys):
     models = ["--det", make_detector(tmp_path / "det.onnx"), "--pose", make_pose_model(tmp_path / "pose.onnx")]
     frames, _ = one_person_frames(12)
     video = write_video(tmp_path / "videos" / "sign.mp4", frames)
-    status, expected, err = signfuse(capsys, "translate", video, "--finetune", ckpts.gated, *models, *FAST)
+    description = tmp_path / "sign.json"
+    description.write_text(json.dumps({"0": "right hand moves up", "6": "hand touches chin", "11": "hands rest"}))
+    status, expected, err = signfuse(capsys, "translate", video, "--finetune", ckpts.gated, *models, *FAST,
+                                     "--description", description)
     assert status == 0 and expected.strip(), err
     pose_file = video.with_name("sign.pose.pkl")  # translate's pose file of the video
     status, predicted, err = signfuse(capsys, "predict", "--finetune", ckpts.pose_only, "--pose", pose_file, *FAST)
@@ -38,6 +42,7 @@ def test_the_page_translates_like_the_command(tmp_path, capsys):
             page.goto(url)
             page.select_option("#checkpoint", label="gated.pth")
             page.set_input_files("#file", str(video))
+            page.set_input_files("#description", str(description))
             page.click("#go")
             # the progress indicator while the server works (this first request also builds the model)
             expect(page.locator("#progress")).to_be_visible(timeout=5_000)
@@ -45,9 +50,11 @@ def test_the_page_translates_like_the_command(tmp_path, capsys):
             expect(page.locator("#translation")).to_be_visible(timeout=120_000)
             assert page.inner_text("#translation") == expected.strip()
             assert page.locator("#timeline tr").count() == 1 + 12  # header + the 12 sampled frames
+            assert page.inner_text("#timeline tr:nth-child(2) td:nth-child(2)") == "right hand moves up"
             assert page.locator("#gateplot").is_visible() and page.locator("#progress").is_hidden()
             page.select_option("#checkpoint", label="pose_only.pth")
             page.set_input_files("#file", str(pose_file))
+            page.set_input_files("#description", [])
             page.click("#go")
             expect(page.locator("#meta")).to_contain_text("pose_only.pth", timeout=120_000)
             assert page.inner_text("#translation") == predicted.strip()
