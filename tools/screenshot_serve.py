@@ -1,6 +1,7 @@
 """A screenshot of ``signfuse serve``'s page after a translation, taken with headless Chromium.
 
-    python tools/screenshot_serve.py --upload FILE [--checkpoint NAME] --out docs/serve.png -- SERVE_FLAGS
+    python tools/screenshot_serve.py --upload FILE [--description FILE.json] [--checkpoint NAME] \
+        --out docs/serve.png -- SERVE_FLAGS
 
 SERVE_FLAGS are ``signfuse serve``'s (``--finetune CKPT ...``, ``--mt5_model``, ...); the server
 runs in this process on a free port of 127.0.0.1. Needs Debian's chromium and Playwright
@@ -19,6 +20,7 @@ def main() -> None:
     serve_flags = argv[argv.index("--") + 1:] if "--" in argv else []
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--upload", required=True, help="the video or pose file to translate")
+    parser.add_argument("--description", default=None, help="its description file (optional)")
     parser.add_argument("--checkpoint", default=None, help="the checkpoint's name in the page's list")
     parser.add_argument("--out", default="docs/serve.png")
     parser.add_argument("--width", type=int, default=1100)
@@ -43,6 +45,8 @@ def main() -> None:
         if args.checkpoint:
             page.select_option("#checkpoint", label=args.checkpoint)
         page.set_input_files("#file", args.upload)
+        if args.description:
+            page.set_input_files("#description", args.description)
         page.click("#go")
         expect(page.locator("#translation")).to_be_visible(timeout=600_000)
         page.wait_for_timeout(1500)  # the video's first frames
