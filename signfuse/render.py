@@ -6,7 +6,8 @@ small (nearest neighbour: a source pixel becomes a square of pixels). On the pic
 
 - the COCO-WholeBody skeleton of the points whose score is at least ``--kpt_thr`` (rtmlib's
   skeleton and body colours; the face in white dots, the left hand yellow, the right hand cyan,
-  so that hands and face are told apart);
+  so that hands and face are told apart). rtmlib's own ``draw_skeleton`` is not called: it
+  gives both hands the same colours and draws the links over the points;
 - the boxes of an RGB-pose model's hand crops, on the frames they were cut from, each with the
   RGB fusion gate of that crop.
 
