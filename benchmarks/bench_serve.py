@@ -110,7 +110,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of --requests (memory after each, side by side)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of --requests (memory after each, side by side)")
     add_out_arg(parser, "serve")
     args = parser.parse_args(argv)
     info = machine_info()
