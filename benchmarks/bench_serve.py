@@ -38,7 +38,7 @@ def make_inputs(root: Path) -> dict:
     import torch
     from signfuse.config import ModelConfig
     from signfuse.models.uni_sign import attach_text_source, build_model
-    from signfuse.training import run
+    from signfuse.training import model_setup
     from test_pose_extraction import make_detector, make_pose_model, one_person_frames, write_video
     ckpts = []
     for name, descriptions in (("pose_only", False), ("gated", True)):
@@ -47,7 +47,7 @@ def make_inputs(root: Path) -> dict:
             attach_text_source(model, SimpleNamespace(mt5_model="tiny"))
         recorded = SimpleNamespace(mt5_model="tiny", dataset="Synthetic", use_descriptions=descriptions,
                                    describe="rules" if descriptions else None)
-        torch.save(run.checkpoint_dict(model.eval(), model.cfg, recorded, epoch=1), root / f"{name}.pth")
+        torch.save(model_setup.checkpoint_dict(model.eval(), model.cfg, recorded, epoch=1), root / f"{name}.pth")
         ckpts.append(root / f"{name}.pth")
     frames, _ = one_person_frames(48)
     return {"ckpts": ckpts, "det": make_detector(root / "det.onnx"), "pose": make_pose_model(root / "pose.onnx"),
@@ -176,7 +176,7 @@ def one_round(server, url: str, uploads: list, args) -> dict:
 
 def _pose_of(inputs: dict) -> bytes:
     """The video's pose file, extracted as the server does (translate's extraction, tiny models)."""
-    from signfuse import pose_extraction
+    from signfuse.inference import pose_extraction
     out = Path(inputs["video"]).with_name("extracted.pkl")
     extractor = pose_extraction.PoseExtractor(pose_extraction.DEFAULT_MODE, str(inputs["det"]), str(inputs["pose"]),
                                               "cpu")

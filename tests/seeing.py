@@ -31,11 +31,11 @@ def tiny_checkpoints(root: Path) -> SimpleNamespace:
 
 def _make_checkpoints(root: Path) -> SimpleNamespace:
     from signfuse.models.uni_sign import attach_text_source, build_model
-    from signfuse.training import run
+    from signfuse.training import model_setup
     model = train_on(build_model(ModelConfig(dataset="Synthetic"), "tiny", seed=0), pinned_batch())
     recorded = {"mt5_model": "tiny", "dataset": "Synthetic"}
     pose_only = root / "pose_only.pth"
-    torch.save(run.checkpoint_dict(model, model.cfg, SimpleNamespace(**recorded), epoch=1), pose_only)
+    torch.save(model_setup.checkpoint_dict(model, model.cfg, SimpleNamespace(**recorded), epoch=1), pose_only)
     gated = build_model(ModelConfig(dataset="Synthetic", use_descriptions=True), "tiny", seed=0)
     attach_text_source(gated, SimpleNamespace(mt5_model="tiny"))
     gated.load_state_dict(model.state_dict(), strict=False)
@@ -44,14 +44,14 @@ def _make_checkpoints(root: Path) -> SimpleNamespace:
         for name, p in gated.text_fusion.named_parameters():
             p.copy_(torch.randn(p.shape, generator=g) * (3.0 if name.startswith("fusion.proj") else 0.02))
     gated_ckpt = root / "gated.pth"
-    torch.save(run.checkpoint_dict(gated, gated.cfg, SimpleNamespace(**recorded, use_descriptions=True), epoch=1),
+    torch.save(model_setup.checkpoint_dict(gated, gated.cfg, SimpleNamespace(**recorded, use_descriptions=True), epoch=1),
                gated_ckpt)
     return SimpleNamespace(pose_only=pose_only, gated=gated_ckpt)
 
 
 def write_rgb_video(path, frames_rgb: np.ndarray, fps: int = 25) -> Path:
     """Lossless H.264 (libx264rgb, qp 0) of (N, H, W, 3) uint8 RGB frames: decoded, the same pixels."""
-    from signfuse.data.synthetic_video import write_video
+    from signfuse.demo.synthetic_video import write_video
     return write_video(path, np.asarray(frames_rgb, np.uint8), fps)
 
 

@@ -9,7 +9,8 @@ import torch
 
 from conftest import one_error_line, write_pickle
 from seeing import FAST, decode, signfuse, tiny_checkpoints, write_rgb_video
-from signfuse import cli, render
+from signfuse import cli
+from signfuse.inference import render
 from signfuse.config import ModelConfig
 
 W, H = 160, 120  # the video; render scales it by 3 (to 480 x 360)
@@ -110,7 +111,7 @@ def test_what_the_model_saw(ckpts, tmp_path, capsys):
     """A gated checkpoint with a description file, 12 frames of which 6 are sampled: the translation
     is predict's, "SAMPLED" is written on exactly the sampled frames, the gate bar is as long as the
     gate the model computed for that frame."""
-    from signfuse import predict
+    from signfuse.inference import predict
     from signfuse.data.sampler import sample_frames
     pose = write_pickle(tmp_path / "v.pkl", {**known_pose(12), "extraction": {"frame_size": [W, H], "fps": 25.0}})
     description = tmp_path / "v.json"
@@ -155,9 +156,9 @@ def test_crop_boxes_of_an_rgb_pose_model(tmp_path, capsys):
     from signfuse.data.hand_crops import RGBSettings, load_hand_crops
     from signfuse.data.pose import load_pose
     from signfuse.data.sampler import sample_frames
-    from signfuse.data.synthetic_video import render_frames
+    from signfuse.demo.synthetic_video import render_frames
     from signfuse.models.uni_sign import build_model
-    from signfuse.training import run
+    from signfuse.training import model_setup
     from types import SimpleNamespace
     data = known_pose(20, seed=2)
     rng = np.random.default_rng(3)
@@ -170,7 +171,7 @@ def test_crop_boxes_of_an_rgb_pose_model(tmp_path, capsys):
     video = write_rgb_video(tmp_path / "v.mp4", render_frames(pose.keypoints, (W, H)))
     model = build_model(ModelConfig(dataset="Synthetic", rgb_support=True, rgb_gate_init="small"), "tiny", seed=0)
     ckpt = tmp_path / "rgb.pth"
-    torch.save(run.checkpoint_dict(model.eval(), model.cfg, SimpleNamespace(mt5_model="tiny", dataset="Synthetic",
+    torch.save(model_setup.checkpoint_dict(model.eval(), model.cfg, SimpleNamespace(mt5_model="tiny", dataset="Synthetic",
                                                                             rgb_support=True), epoch=1), ckpt)
     out = tmp_path / "out.mp4"
     status, stdout, err = signfuse(capsys, "render", "--video", video, "--pose", pose_file, "--finetune", ckpt,

@@ -1,1 +1,2 @@
-"""The sub-commands of ``signfuse``, one module each: its parser (``register(sub)``) and its handler."""
+"""The ``signfuse`` sub-commands: one module per command, each with ``register(sub)`` (its
+parser, with ``set_defaults(func=handler)``) and its handler. ``signfuse.cli`` assembles them."""

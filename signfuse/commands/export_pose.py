@@ -3,11 +3,12 @@
 import json
 from pathlib import Path
 
+from signfuse import flags
+from signfuse.data.pose_files import export_pose_file
 from signfuse.errors import InputError
 
 
 def cmd_export_pose(args) -> None:
-    from signfuse.data.pose_files import export_pose_file
     stems = [Path(p).stem for p in args.pose_files]
     if len(set(stems)) != len(stems):
         raise InputError(f"{args.out}: two pose files have the same name ({', '.join(stems)}): export them apart")
@@ -17,7 +18,6 @@ def cmd_export_pose(args) -> None:
 
 
 def register(sub) -> None:
-    from signfuse import flags
     sp = sub.add_parser("export-pose", help="pose files as pose-format .pose files",
                         description=__doc__.split("\n\n")[0],
                         epilog="--frame_size and --fps apply to pose files that do not record them (signfuse "

@@ -1,5 +1,5 @@
 """``signfuse render (--video V | --pose P) [--finetune CKPT] --out FILE.mp4 [--gif]``: a video of
-what the model saw and said (``signfuse.render``).
+what the model saw and said (``signfuse.inference.render``).
 
 With ``--pose`` the pose file is drawn (on the frames of ``--video`` when given, else on a plain
 background); with ``--video`` alone its pose file is the one ``signfuse translate`` keeps next
@@ -11,20 +11,23 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+from signfuse import flags
+from signfuse.commands.translate import predict_args, predict_parser
+from signfuse.data.pose_files import read_pose_file
 from signfuse.errors import InputError
+from signfuse.inference import render, translate
+from signfuse.inference.pose_extraction import DEFAULT_MODE
+from signfuse.inference.predict import Predictor
 
 
 def pose_of_video(args) -> Path:
     """The pose file of ``args.video``: translate's cached one, else extracted now (rtmlib)."""
-    from signfuse import pose_extraction, translate
-    poses = translate.Poses(SimpleNamespace(mode=pose_extraction.DEFAULT_MODE, det=None, pose=None, overwrite=False,
+    poses = translate.Poses(SimpleNamespace(mode=DEFAULT_MODE, det=None, pose=None, overwrite=False,
                                             cache_dir=None, device=args.device))
     return poses.get(Path(args.video))[0]
 
 
 def cmd_render(args) -> None:
-    from signfuse import render
-    from signfuse.data.pose_files import read_pose_file
     if not args.video and not args.pose:
         raise InputError("render: give --video V, --pose P.pkl, or both")
     if args.video and not Path(args.video).is_file():
@@ -33,8 +36,6 @@ def cmd_render(args) -> None:
     pose, size, fps = read_pose_file(pose_file, args.trust_pickles)
     seen = None
     if args.finetune:
-        from signfuse.predict import Predictor
-        from signfuse.translate import predict_args, predict_parser
         predictor = Predictor(predict_args(args, predict_parser()))
         seen = render.seen_by(predictor, pose, str(pose_file), video=args.video)
     out = Path(args.out)
@@ -46,7 +47,6 @@ def cmd_render(args) -> None:
 
 
 def register(sub) -> None:
-    from signfuse import flags
     sp = sub.add_parser("render", help="a video of what the model saw and said (skeleton, sampled frames, "
                                        "descriptions, gate, crops, translation)",
                         description=__doc__.split("\n\n")[0])

@@ -14,8 +14,14 @@ convention); the frame rate is the file's (else ``fps``).
 from pathlib import Path
 
 import numpy as np
+from pose_format import Pose
+from pose_format.numpy.pose_body import NumPyPoseBody
+from pose_format.pose_header import PoseHeader, PoseHeaderDimensions
+from pose_format.utils.cocowholebody133_header import cocowholebody_components
 
+from signfuse.data.pose import pose_record
 from signfuse.errors import InputError, SampleError
+from signfuse.safe_pickle import load_pickle
 
 DEFAULT_SIZE = (512, 512)
 DEFAULT_FPS = 25.0
@@ -25,8 +31,6 @@ VERSION = 0.2  # the pose-format file version written
 def read_pose_file(path, trust_pickles: bool = False) -> tuple:
     """(PoseRecord, frame size (W, H) or None, fps or None) of a pose file (restricted unpickling
     unless ``trust_pickles``); the size and rate are those its ``extraction`` block records."""
-    from signfuse.data.pose import pose_record
-    from signfuse.safe_pickle import load_pickle
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: pose file not found")
@@ -44,10 +48,6 @@ def read_pose_file(path, trust_pickles: bool = False) -> tuple:
 
 def to_pose_format(record, frame_size, fps):
     """A pose-format ``Pose`` of a PoseRecord: (N, 1, 133, 2) pixels, (N, 1, 133) confidences."""
-    from pose_format import Pose
-    from pose_format.numpy.pose_body import NumPyPoseBody
-    from pose_format.pose_header import PoseHeader, PoseHeaderDimensions
-    from pose_format.utils.cocowholebody133_header import cocowholebody_components
     width, height = frame_size
     header = PoseHeader(VERSION, PoseHeaderDimensions(width=width, height=height, depth=0), cocowholebody_components())
     pixels = (record.keypoints * np.array([width, height], np.float32)).astype(np.float32)  # (N, 133, 2)

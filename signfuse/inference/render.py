@@ -24,12 +24,14 @@ the drawn pixels exactly) and, on request, a GIF.
 """
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from signfuse.data.video import open_video
 from signfuse.errors import InputError, SampleError
 
 FACE, LEFT_HAND, RIGHT_HAND = range(23, 91), range(91, 112), range(112, 133)
@@ -264,7 +266,6 @@ def wrap(draw, text: str, font, width: int) -> list:
 def video_frames(path, count: int):
     """The first ``count`` frames of a video (H, W, 3) uint8 RGB, in presentation order; the video
     must have at least ``count`` frames (one line naming it otherwise)."""
-    from signfuse.data.video import open_video
     try:
         container, stream = open_video(path)
     except SampleError as e:
@@ -286,7 +287,6 @@ def video_frames(path, count: int):
 
 def video_info(path) -> tuple:
     """((W, H), frames per second) of a video."""
-    from signfuse.data.video import open_video
     try:
         container, stream = open_video(path)
     except SampleError as e:
@@ -300,7 +300,6 @@ class Writer:
     """Writes frames to an MP4 (H.264) and, optionally, a GIF, with PyAV."""
 
     def __init__(self, out, size: tuple, fps: float, gif=None, lossless: bool = False):
-        from fractions import Fraction
         rate = Fraction(fps).limit_denominator(1001)
         self.outputs = []
         codec, pix_fmt, options = ("libx264rgb", "rgb24", {"qp": "0", "preset": "ultrafast"}) if lossless else \

@@ -22,17 +22,28 @@ Uploads are untrusted:
 """
 import asyncio
 import base64
+import html
 import shutil
 import socket
 import tempfile
 import threading
-from contextlib import asynccontextmanager
+from argparse import Namespace
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from signfuse.errors import InputError, SignfuseError
+import av
+import numpy as np
+
+from signfuse.data.pose_files import read_pose_file
+from signfuse.data.video import count_frames
+from signfuse.errors import InputError, SampleError, SignfuseError
+from signfuse.inference import render, translate
+from signfuse.inference.plotting import kinds_from_aligned, plot_gate
+from signfuse.inference.predict import Predictor, describer
+from signfuse.models.text_fusion import ALIGNMENT_KINDS
 
 PAGE = Path(__file__).parent / "assets" / "serve.html"
 PICKLE_STARTS = (b"\x80", b"\x1f\x8b")  # a pickle (protocol 2+), a gzip-compressed one
@@ -70,12 +81,10 @@ class Translator:
 
     def predictor(self, index: int):
         if index not in self.predictors:
-            from signfuse.predict import Predictor
             self.predictors[index] = Predictor(self.predict_args(self.args.finetune[index]))
         return self.predictors[index]
 
     def pose_of_video(self, video: Path) -> Path:
-        from signfuse import translate
         if self.poses is None:
             self.poses = translate.Poses(self.extraction)
         self.extraction.cache_dir, self.extraction.overwrite = str(video.parent), False
@@ -87,8 +96,6 @@ class Translator:
         predictor = self.predictor(index)
         if description is None:
             return predictor.predict(pose, name, video=video, details=details)
-        from argparse import Namespace
-        from signfuse.predict import describer
         own = predictor.describe
         predictor.describe = describer(Namespace(**{**vars(predictor.args), "description": str(description)}),
                                        predictor.cfg)
@@ -100,8 +107,6 @@ class Translator:
     def translate(self, path: Path, name: str, index: int, limits: Limits, description=None) -> dict:
         """The page's result for the upload at ``path`` (``name``: the user's file name;
         ``description``: the path of its description file, or None)."""
-        from signfuse import render
-        from signfuse.data.pose_files import read_pose_file
         kind = classify(path, name)
         video = path if kind == "video" else None
         if video is not None:
@@ -143,7 +148,6 @@ def classify(path: Path, name: str) -> str:
         head = f.read(2)
     if head[:1] in PICKLE_STARTS[:1] or head == PICKLE_STARTS[1]:
         return "pose"
-    import av
     try:
         with av.open(str(path)) as container:
             if container.streams.video and next(container.decode(video=0), None) is not None:
@@ -155,14 +159,11 @@ def classify(path: Path, name: str) -> str:
 
 
 def check_duration(video: Path, name: str, max_seconds: float) -> None:
-    from signfuse.render import video_info
-    from signfuse.data.video import count_frames
-    from signfuse.errors import SampleError
     try:
         frames = count_frames(video)
     except SampleError as e:
         raise InputError(f"{name}: {str(e).split(': ', 1)[-1]}") from None
-    seconds = frames / video_info(video)[1]
+    seconds = frames / render.video_info(video)[1]
     if seconds > max_seconds:
         raise InputError(f"{name}: a video of {seconds:.1f} s, longer than this server's limit "
                          f"({max_seconds:g} s, --max_seconds)")
@@ -181,14 +182,11 @@ def gate_plot(seen: dict, name: str, out: Path):
     """The gate plot (``plotting.plot_gate``) as base64 PNG; None for a model without a gate."""
     if seen["gate"] is None:
         return None
-    import numpy as np
-    from signfuse.plotting import kinds_from_aligned, plot_gate
     has = np.asarray(seen["has_description"] or [0.0] * len(seen["gate"]), np.float32)
     aligned = seen["aligned"] or [[] for _ in seen["gate"]]
     sample = {"gate": np.asarray(seen["gate"]), "has_description": has,
               "frame_indices": np.asarray(seen["frame_indices"])}
     texts = {f: pairs[0][0] for f, pairs, h in zip(seen["frame_indices"], aligned, has, strict=True) if h > 0.5}
-    from signfuse.models.text_fusion import ALIGNMENT_KINDS
     kinds = [ALIGNMENT_KINDS[int(c)] for c in kinds_from_aligned(aligned, has)]
     return encode(plot_gate(sample, name, out, texts=texts, kinds=kinds))
 
@@ -293,7 +291,6 @@ async def receive(request, path: Path, name: str, limits: Limits, description=No
 
 
 def html_escape(text: str) -> str:
-    import html
     return html.escape(text, quote=True)
 
 
