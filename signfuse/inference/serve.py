@@ -45,7 +45,7 @@ from signfuse.inference.plotting import kinds_from_aligned, plot_gate
 from signfuse.inference.predict import Predictor, describer
 from signfuse.models.text_fusion import ALIGNMENT_KINDS
 
-PAGE = Path(__file__).parent / "assets" / "serve.html"
+PAGE = Path(__file__).resolve().parents[1] / "assets" / "serve.html"  # signfuse/assets/
 PICKLE_STARTS = (b"\x80", b"\x1f\x8b")  # a pickle (protocol 2+), a gzip-compressed one
 MAX_DESCRIPTION = 1 << 20  # bytes of a description file
 
