@@ -2,17 +2,27 @@
 poses with known keypoints, lossless videos, and running a ``signfuse`` command in-process."""
 import contextlib
 import json
+import socket
+import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import av
 import numpy as np
 import torch
+import uvicorn
 
 from conftest import pinned_batch, train_on
 from signfuse import cli
+from signfuse.commands.serve import make_app
 from signfuse.config import ModelConfig
+from signfuse.demo.synthetic_video import write_video
+from signfuse.models.uni_sign import attach_text_source, build_model
+from signfuse.training import model_setup
 
 FAST = ["--mt5_model", "tiny", "--device", "cpu", "--num_beams", "1", "--max_new_tokens", "8"]
 
@@ -30,8 +40,6 @@ def tiny_checkpoints(root: Path) -> SimpleNamespace:
 
 
 def _make_checkpoints(root: Path) -> SimpleNamespace:
-    from signfuse.models.uni_sign import attach_text_source, build_model
-    from signfuse.training import model_setup
     model = train_on(build_model(ModelConfig(dataset="Synthetic"), "tiny", seed=0), pinned_batch())
     recorded = {"mt5_model": "tiny", "dataset": "Synthetic"}
     pose_only = root / "pose_only.pth"
@@ -51,7 +59,6 @@ def _make_checkpoints(root: Path) -> SimpleNamespace:
 
 def write_rgb_video(path, frames_rgb: np.ndarray, fps: int = 25) -> Path:
     """Lossless H.264 (libx264rgb, qp 0) of (N, H, W, 3) uint8 RGB frames: decoded, the same pixels."""
-    from signfuse.demo.synthetic_video import write_video
     return write_video(path, np.asarray(frames_rgb, np.uint8), fps)
 
 
@@ -75,10 +82,6 @@ def signfuse(capsys, *argv) -> tuple:
 def running_server(*argv, translator=None):
     """``signfuse serve ARGV`` in a thread of this process, on 127.0.0.1 and a free port: yields
     (base URL, the app); stopped and its temporary folder removed on exit."""
-    import socket
-    import threading
-    import uvicorn
-    from signfuse.commands.serve import make_app
     parser = cli.build_parser()
     args = parser.parse_args(["serve", *map(str, argv)])
     args.given_flags = cli.given_flags(parser, ["serve", *map(str, argv)])
@@ -102,9 +105,6 @@ def running_server(*argv, translator=None):
 
 def post(url: str, body: bytes, **params) -> tuple:
     """(HTTP status, JSON answer) of POST url?params with ``body`` (what the page sends)."""
-    import urllib.error
-    import urllib.parse
-    import urllib.request
     request = urllib.request.Request(f"{url}?{urllib.parse.urlencode(params)}", data=body, method="POST",
                                      headers={"Content-Type": "application/octet-stream"})
     try:

@@ -2,6 +2,7 @@
 per pose frame, and what the model saw (sampled frames, descriptions, gate, crop boxes) is the
 prediction's own."""
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,8 +11,14 @@ import torch
 from conftest import one_error_line, write_pickle
 from seeing import FAST, decode, signfuse, tiny_checkpoints, write_rgb_video
 from signfuse import cli
-from signfuse.inference import render
 from signfuse.config import ModelConfig
+from signfuse.data.hand_crops import RGBSettings, load_hand_crops
+from signfuse.data.pose import load_pose
+from signfuse.data.sampler import sample_frames
+from signfuse.demo.synthetic_video import render_frames
+from signfuse.inference import predict, render
+from signfuse.models.uni_sign import build_model
+from signfuse.training import model_setup
 
 W, H = 160, 120  # the video; render scales it by 3 (to 480 x 360)
 SCALE = 3
@@ -111,8 +118,6 @@ def test_what_the_model_saw(ckpts, tmp_path, capsys):
     """A gated checkpoint with a description file, 12 frames of which 6 are sampled: the translation
     is predict's, "SAMPLED" is written on exactly the sampled frames, the gate bar is as long as the
     gate the model computed for that frame."""
-    from signfuse.inference import predict
-    from signfuse.data.sampler import sample_frames
     pose = write_pickle(tmp_path / "v.pkl", {**known_pose(12), "extraction": {"frame_size": [W, H], "fps": 25.0}})
     description = tmp_path / "v.json"
     description.write_text(json.dumps({"0": "right hand moves up", "6": "hand touches chin", "11": "hands rest"}))
@@ -153,13 +158,6 @@ def test_what_the_model_saw(ckpts, tmp_path, capsys):
 def test_crop_boxes_of_an_rgb_pose_model(tmp_path, capsys):
     """An RGB-pose checkpoint: the crop boxes of the prediction are drawn on exactly the frames they
     were cut from, where load_hand_crops puts them."""
-    from signfuse.data.hand_crops import RGBSettings, load_hand_crops
-    from signfuse.data.pose import load_pose
-    from signfuse.data.sampler import sample_frames
-    from signfuse.demo.synthetic_video import render_frames
-    from signfuse.models.uni_sign import build_model
-    from signfuse.training import model_setup
-    from types import SimpleNamespace
     data = known_pose(20, seed=2)
     rng = np.random.default_rng(3)
     for k in range(20):  # both hands confident, around (0.3, 0.5) and (0.7, 0.5)
