@@ -15,7 +15,8 @@ PY=${PYTHON:-python3}
 # Playwright (pip, in [test]) through its executable; Playwright's own browser download is not used
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+        { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } ||
+            echo "setup: apt-get could not install chromium: the browser test will fail until it is installed" >&2
     else
         echo "setup: the browser test needs Chromium: run 'sudo apt-get install chromium' (Debian/Ubuntu)" >&2
     fi
