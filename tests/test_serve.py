@@ -105,26 +105,29 @@ def test_untrusted_uploads(setup, tmp_path):
         assert status == 422 and "sign.mp4: a video of 0.5 s, longer than this server's limit (0.2 s" in result["error"]
 
 
-class SlowTranslator:
-    """Stands in for the model: takes 0.3 s a request and records how many ran at once."""
-    names = ["slow.pth"]
+class HeldTranslator:
+    """Stands in for the model: each request waits until the test releases it, and the most that
+    ever ran at once is recorded."""
+    names = ["held.pth"]
 
     def __init__(self):
-        self.running, self.most, self.lock = 0, 0, threading.Lock()
+        self.running, self.most, self.lock, self.release = 0, 0, threading.Lock(), threading.Event()
 
     def translate(self, path, name, index, limits, description=None):
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)
-        time.sleep(0.3)
+        assert self.release.wait(60)
         with self.lock:
             self.running -= 1
         return {"translation": path.read_bytes().decode()}
 
 
 def test_requests_queue_for_the_one_worker(setup):
-    translator = SlowTranslator()
-    with running_server(*setup.server, "--max_queue", "2", translator=translator) as (url, _):
+    """--max_queue 2: with the worker busy, one request runs, two wait, the other three are refused
+    at once (server busy); the waiting ones are served in turn, one at a time."""
+    translator = HeldTranslator()
+    with running_server(*setup.server, "--max_queue", "2", translator=translator) as (url, app):
         answers = [None] * 6
 
         def client(i):
@@ -132,12 +135,17 @@ def test_requests_queue_for_the_one_worker(setup):
         threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
         for t in threads:
             t.start()
+        deadline = time.time() + 60
+        while sum(a is not None for a in answers) < 3 or app.state.counts["waiting"] < 3:
+            assert time.time() < deadline, (answers, app.state.counts)
+            time.sleep(0.02)
+        translator.release.set()
         for t in threads:
             t.join(60)
     assert translator.most == 1  # one at a time
     served = [i for i, (status, _) in enumerate(answers) if status == 200]
     busy = [i for i, (status, result) in enumerate(answers) if status == 503 and "server busy" in result["error"]]
-    assert sorted(served + busy) == list(range(6)) and len(served) >= 3 and busy  # 1 running + 2 waiting
+    assert len(served) == 3 and len(busy) == 3 and sorted(served + busy) == list(range(6)), answers
     assert all(answers[i][1]["translation"] == f"request {i}" for i in served)
 
 
