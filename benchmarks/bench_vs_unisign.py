@@ -44,6 +44,7 @@ import argparse  # noqa: E402
 import copy  # noqa: E402
 import json  # noqa: E402
 import pickle  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -207,25 +208,33 @@ def batches(us, pose_dir: Path, names: list, B: int, seed: int) -> list:
 
 # ----------------------------------------------------------------------------- timing
 
+FAULTS = {}  # name -> minor page faults of each timed call (the last ``interleaved``)
+
+
 def interleaved(calls: dict, repeats: int, warmup: int = 1) -> dict:
-    """{name: [CPU seconds]} of each zero-argument call, the order alternating every repeat."""
+    """{name: [CPU seconds]} of each zero-argument call, the order alternating every repeat
+    (minor page faults per call in FAULTS)."""
     names = list(calls)
     times = {n: [] for n in names}
+    FAULTS.clear()
     for r in range(warmup + repeats):
         for name in (names if r % 2 == 0 else names[::-1]):
-            t0 = time.process_time()
+            f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
             calls[name]()
+            t1, f1 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             if r >= warmup:
-                times[name].append(time.process_time() - t0)
+                times[name].append(t1 - t0)
+                FAULTS.setdefault(name, []).append(f1 - f0)
     return times
 
 
 def summary(times: dict, per: int = 1) -> dict:
-    """Medians (ms, per item), Uni-Sign / signfuse ratio, every repeat."""
+    """Medians (ms, per item), Uni-Sign / signfuse ratio, every repeat, page faults."""
     med = {n: 1000 * statistics.median(t) / per for n, t in times.items()}
     return {"signfuse_ms": round(med["signfuse"], 2), "unisign_ms": round(med["unisign"], 2),
             "ratio_unisign_over_signfuse": round(med["unisign"] / med["signfuse"], 3),
-            "repeats_ms": {n: [round(1000 * x / per, 2) for x in t] for n, t in times.items()}}
+            "repeats_ms": {n: [round(1000 * x / per, 2) for x in t] for n, t in times.items()},
+            "minor_page_faults_median": {n: int(statistics.median(f)) for n, f in FAULTS.items()}}
 
 
 # ----------------------------------------------------------------------------- 1. data pipeline
