@@ -479,37 +479,44 @@ def main(argv=None):
     us = import_unisign(args.unisign)
     tokenizer = tiny_tokenizer()
     figures = {}
+    settings = {"unisign": "Uni-Sign's code from --unisign (its commit: see git -C DIR log)", "device": "cpu",
+                "threads": 1, "clock": "process CPU time", "statistic": "median of interleaved repeats",
+                "ratio": "Uni-Sign time / signfuse time (above 1: signfuse faster)", "batch": args.batch,
+                "repeats": args.repeats, "quick": args.quick, "gpu": "none (CPU only)"}
+
+    def section(name, fn, *a):
+        try:
+            figures[name] = fn(*a)
+        except Exception as e:  # noqa: BLE001 - one failed section must not lose the others' figures
+            figures[name] = {"error": f"{type(e).__name__}: {e}"}
+        write_result(args.out, figures, settings, info)  # after every section: nothing measured is lost
+        print(f"{name}: {json.dumps({k: v for k, v in figures[name].items() if k not in ('repeats_ms', 'losses')})}",
+              flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         names = write_pose_files(folder, max(args.files, 4 * args.batch), args.seed)
         pairs = batches(us, folder, names[:4 * args.batch], args.batch, args.seed)
         if "data" in args.only:
-            figures["pose data pipeline"] = measure_data(us, folder, names[:args.files], args.data_repeats)
+            section("pose data pipeline", measure_data, us, folder, names[:args.files], args.data_repeats)
         if "encoder" in args.only:
-            figures["pose encoder forward + backward"] = measure_encoder(us, pairs, tokenizer, args.repeats)
+            section("pose encoder forward + backward", measure_encoder, us, pairs, tokenizer, args.repeats)
         if "train" in args.only:
-            figures["pose-only training step"] = measure_train(us, pairs, tokenizer, args.layers, args.vocab,
-                                                               args.repeats)
+            section("pose-only training step", measure_train, us, pairs, tokenizer, args.layers, args.vocab,
+                    args.repeats)
         if "eval" in args.only:
             layers, vocab = (2, 32128) if args.quick else (None, None)
-            figures["evaluation batch"] = measure_eval(us, pairs, tokenizer, args.new_tokens, args.eval_repeats,
-                                                       layers, vocab)
+            section("evaluation batch", measure_eval, us, pairs, tokenizer, args.new_tokens, args.eval_repeats,
+                    layers, vocab)
         if "rgb" in args.only:
-            figures["RGB hand crops"] = measure_rgb(us, folder, args.videos, 200, 384, args.data_repeats)
+            section("RGB hand crops", measure_rgb, us, folder, args.videos, 200, 384, args.data_repeats)
     if "memory" in args.only and not args.quick:
-        figures["training step peak memory"] = measure_memory(args)
-    settings = {"unisign": "Uni-Sign's code from --unisign (its commit: see git -C DIR log)", "device": "cpu",
-                "threads": 1, "clock": "process CPU time", "statistic": "median of interleaved repeats",
-                "ratio": "Uni-Sign time / signfuse time (above 1: signfuse faster)", "batch": args.batch,
-                "repeats": args.repeats, "quick": args.quick, "gpu": "none (CPU only)"}
-    write_result(args.out, figures, settings, info)
+        section("training step peak memory", measure_memory, args)
     print(machine_line(info))
     for what, f in figures.items():
         if "ratio_unisign_over_signfuse" in f:
             print(f"{what:<36} signfuse {f['signfuse_ms']:>10.1f} {f['unit']:<14} Uni-Sign {f['unisign_ms']:>10.1f}"
                   f"   Uni-Sign / signfuse {f['ratio_unisign_over_signfuse']:.3f}x")
-        else:
-            print(f"{what:<36} {json.dumps(f)}")
     print(f"written: {args.out}")
 
 
