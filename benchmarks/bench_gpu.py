@@ -11,7 +11,7 @@ DeepSpeed engine configured from Uni-Sign's flags: ZeRO stage 2, bf16) and times
 Models: pose-only (Uni-Sign), gated (descriptions through the gate, texts from an embedding store,
 about one described frame in 8), RGB-pose (``--rgb_support``, ~10 % of the frames of each hand
 with a crop, ``--rgb_gate_init small``). ``--compile``: signfuse's ``compile_model`` (pose
-encoder and fusion, dynamic shapes); its compilation time is reported apart from the steps.
+encoder and fusion, static shapes); its compilation time is reported apart from the steps.
 Figures per row: ms/step (median after warm-up), samples/s, peak GPU memory
 (``max_memory_allocated``; on CPU the peak RSS of the process so far), and the device's name.
 Rows run in order until ``--budget_s`` is spent (the rest are listed as not run).

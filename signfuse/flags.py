@@ -141,6 +141,9 @@ _flag("--videos", action="store_true",
 # description predictor (descriptions at training only)
 # pre-training (Uni-Sign stages 1 and 2)
 # speed (compiled path)
+_flag("--compile", action="store_true",
+      help="torch.compile the pose encoder and the description fusion (static shapes: one graph per batch "
+           "shape, at most 8, then eager; models/compiled.py says why); the same outputs up to float rounding")
 # seeing it (render, export-pose, serve)
 
 
@@ -209,6 +212,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     add_distributed_args(p)
     add_flags(p.add_argument_group("long runs"), *RESUMING)
     add_rgb_args(p)
+    add_flags(p.add_argument_group("speed"), "compile")
 
 
 def run_parser(prog="fine_tuning.py") -> argparse.ArgumentParser:
