@@ -3,8 +3,11 @@ gradients within float rounding (train mode: BatchNorm on batch statistics) and 
 state-dict keys.
 
 Only the pose encoder is compiled here (tiny widths, inductor, CPU): compiling mT5 or the whole
-model takes minutes on 2 cores. Tolerance: fused kernels sum in another order; the largest
-difference measured on this machine was ~1e-6 of the features' size, the test allows 1e-4."""
+model takes minutes on 2 cores; even this compilation (forward and backward graphs) costs about
+1.5 min of CPU, hence ``slow``. Tolerance: fused kernels sum in another order. Features: 1e-4 of
+their largest value. Gradients: 1e-4 of the largest gradient of the model (the biases of the
+convolutions before a BatchNorm have a true gradient of 0: both sides give rounding noise of
+~1e-7 there, measured, which no per-tensor relative tolerance can compare)."""
 import copy
 
 import pytest
@@ -44,6 +47,7 @@ def models():
     return eager, compiled
 
 
+@pytest.mark.slow
 def test_compiled_encoder_equals_eager_within_tolerance(models):
     eager, compiled = models
     assert is_compiled(compiled) and not is_compiled(eager)
@@ -52,7 +56,8 @@ def test_compiled_encoder_equals_eager_within_tolerance(models):
         want, want_grads = fwd_bwd(eager, batch(2, T, seed))
         got, got_grads = fwd_bwd(compiled, batch(2, T, seed))
         assert got.shape == want.shape and close(got, want)
+        scale = max(g.abs().max().item() for g in want_grads.values())
         for name, grad in want_grads.items():
-            assert close(got_grads[name], grad), name
+            assert (got_grads[name] - grad).abs().max() <= TOL * scale, name
     for (name, a), (_, b) in zip(compiled.named_buffers(), eager.named_buffers(), strict=True):
         assert close(a.float(), b.float()), name  # running statistics
