@@ -29,7 +29,7 @@ from types import SimpleNamespace
 import torch
 
 from common import (MT5_BASE_JSON, RESULTS, description_batch, description_pool, machine_info, machine_line,
-                    mt5_base_config, peak_rss_bytes, pose_batch, to_device, write_result)
+                    mt5_base_config, mt5_from_config_dict, peak_rss_bytes, pose_batch, to_device, write_result)
 
 MiB = 2 ** 20
 MODELS = ("pose-only", "gated", "RGB-pose")
@@ -65,8 +65,7 @@ def make_batch(name: str, B: int, T: int, pool: list, device) -> dict:
 def build(name: str, args, device, store_path):
     """One Uni_Sign of ``name`` on ``device`` (weights drawn there: fast on a GPU)."""
     from transformers import AutoTokenizer
-    from signfuse.config import ModelConfig
-    from signfuse.models.mt5 import mt5_from_config_dict, tiny_mt5_dir
+    from signfuse.config import TINY_MT5_DIR, ModelConfig
     from signfuse.models.text_store import EmbeddingStore
     from signfuse.models.uni_sign import Uni_Sign
 
@@ -79,7 +78,7 @@ def build(name: str, args, device, store_path):
         mt5 = mt5_from_config_dict(config, seed=0)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = Uni_Sign(cfg, mt5, AutoTokenizer.from_pretrained(tiny_mt5_dir(), local_files_only=True))
+            model = Uni_Sign(cfg, mt5, AutoTokenizer.from_pretrained(TINY_MT5_DIR, local_files_only=True))
     if name == "gated":
         model.text_source = EmbeddingStore.open(store_path).to(device)
     return model.to(device)
@@ -99,7 +98,7 @@ def wrapped(model, engine: str, args, info):
     from signfuse.training import distributed as D
     from signfuse.training.engine import Stepper
     from signfuse.training.optim import build_optimizer
-    from signfuse.training.run import wrap_model
+    from signfuse.training.parallel import wrap_model
     opt = build_optimizer(model, args)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     if engine == "deepspeed":

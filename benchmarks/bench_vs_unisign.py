@@ -57,11 +57,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from common import (MT5_BASE_JSON, machine_info, machine_line, mt5_base_config, peak_rss_bytes,  # noqa: E402
-                    rss_bytes, write_result)
-from signfuse.config import ModelConfig  # noqa: E402
+from common import (MT5_BASE_JSON, machine_info, machine_line, mt5_base_config, mt5_from_config_dict,  # noqa: E402
+                    peak_rss_bytes, rss_bytes, write_result)
+from signfuse.config import TINY_MT5_DIR, ModelConfig  # noqa: E402
 from signfuse.data.dataset import collate_fn, make_item  # noqa: E402
-from signfuse.data.lexicon import WORDS  # noqa: E402
+from signfuse.demo.lexicon import WORDS  # noqa: E402
 from signfuse.data.pose import load_pose  # noqa: E402
 from signfuse.data.transforms import PART_NAMES  # noqa: E402
 
@@ -121,8 +121,7 @@ def model_pair(us, mt5, tokenizer, share_mt5: bool = False) -> tuple:
 
 def tiny_tokenizer():
     from transformers import AutoTokenizer
-    from signfuse.models.mt5 import tiny_mt5_dir
-    return AutoTokenizer.from_pretrained(tiny_mt5_dir(), local_files_only=True)
+    return AutoTokenizer.from_pretrained(TINY_MT5_DIR, local_files_only=True)
 
 
 class StubOutput(dict):
@@ -292,7 +291,6 @@ def train_step(model, optimizer, args_, seed: int) -> float:
 
 
 def measure_train(us, pairs: list, tokenizer, layers: int, vocab: int, repeats: int) -> dict:
-    from signfuse.models.mt5 import mt5_from_config_dict
     config, _ = mt5_base_config(layers=layers, vocab=vocab)
     ours, theirs = model_pair(us, mt5_from_config_dict(config, seed=0), tokenizer)
     ours.train(), theirs.train()
@@ -321,7 +319,6 @@ def measure_train(us, pairs: list, tokenizer, layers: int, vocab: int, repeats: 
 # ----------------------------------------------------------------------------- 4. evaluation
 
 def measure_eval(us, pairs: list, tokenizer, new_tokens: int, repeats: int, layers=None, vocab=None) -> dict:
-    from signfuse.models.mt5 import mt5_from_config_dict
     config, _ = mt5_base_config(layers=layers, vocab=vocab)
     ours, theirs = model_pair(us, mt5_from_config_dict(config, seed=0), tokenizer, share_mt5=True)
     ours.eval(), theirs.eval()
@@ -403,7 +400,6 @@ def measure_rgb(us, folder: Path, count: int, frames: int, size: int, repeats: i
 
 def memory_child(args) -> dict:
     """One training step (forward + backward) of one side at mT5-base size, alone in this process."""
-    from signfuse.models.mt5 import mt5_from_config_dict
     us = import_unisign(args.unisign)
     base = rss_bytes()
     with tempfile.TemporaryDirectory() as tmp:
