@@ -63,6 +63,14 @@ def make_batch(name: str, B: int, T: int, pool: list, device) -> dict:
     return to_device(batch, device)
 
 
+TINY_WIDTHS = {"d_model": 64, "d_ff": 128, "num_heads": 4, "d_kv": 16}  # --tiny: mT5's widths shrunk too
+
+
+def model_config(args) -> dict:
+    config, _ = mt5_base_config(layers=args.layers, vocab=args.vocab)
+    return {**config, **TINY_WIDTHS} if args.tiny else config
+
+
 def build(name: str, args, device, store_path):
     """One Uni_Sign of ``name`` on ``device`` (weights drawn there: fast on a GPU)."""
     from transformers import AutoTokenizer
@@ -70,7 +78,7 @@ def build(name: str, args, device, store_path):
     from signfuse.models.text_store import EmbeddingStore
     from signfuse.models.uni_sign import Uni_Sign
 
-    config, _ = mt5_base_config(layers=args.layers, vocab=args.vocab)
+    config = model_config(args)
     cfg = ModelConfig(dataset="Synthetic", d_model=config["d_model"], text_dim=config["d_model"],
                       use_descriptions=name == "gated", text_fusion_type="gating",
                       rgb_support=name == "RGB-pose", rgb_gate_init="small",
@@ -200,7 +208,7 @@ def main(argv=None) -> dict:
     pool = description_pool(200)
     chosen = [int(i) for i in args.rows.split(",")] if args.rows else range(len(ROWS))
     rows, not_run, start = [], [], time.perf_counter()
-    config, _ = mt5_base_config(layers=args.layers, vocab=args.vocab)
+    config = model_config(args)
     with tempfile.TemporaryDirectory() as tmp:
         g = torch.Generator().manual_seed(0)
         store = write_store(Path(tmp) / "store.safetensors", pool, torch.randn(len(pool), config["d_model"], generator=g),

@@ -19,7 +19,7 @@ ROWS = "0,1,2,3"  # pose-only, gated, RGB-pose with DDP; pose-only with DeepSpee
 def test_tiny_run_writes_every_row_with_finite_figures(tmp_path):
     out = tmp_path / "bench_gpu_tiny.json"
     done = subprocess.run([sys.executable, str(BENCH), "--tiny", "--rows", ROWS, "--out", str(out)],
-                          capture_output=True, text=True, timeout=900, env=SUBPROCESS_ENV)
+                          capture_output=True, text=True, timeout=1800, env=SUBPROCESS_ENV)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
     figures = result["figures"]
