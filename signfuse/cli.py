@@ -9,6 +9,7 @@
     signfuse make-synthetic --out DIR --samples N --seed S [--videos]
     signfuse plot-gates --gates FILE.npz [--sample NAME] [--desc_dir DIR --dataset NAME] --out FILE.png
     signfuse extract-pose / translate / describe   (pose files from videos, videos to text, descriptions)
+    signfuse pretrain [flags of pre_training.py]
     signfuse demo [--quick]
 
 Every flag is defined once, in ``FLAGS`` (its type, default, choices and help), and means the
@@ -27,7 +28,7 @@ import sys
 from signfuse.errors import SignfuseError
 from signfuse.flags import (DESCRIPTION_MODEL, FLAGS, add_data_args, add_description_args,  # noqa: F401 (re-exported)
                             add_distributed_args, add_flags, add_generation_args, add_rgb_args, add_run_args,
-                            check_run_args, given_flags, run_parser)
+                            check_run_args, given_flags, pretrain_parser, run_parser)
 
 
 def _run(args, evaluate_only: bool):
@@ -151,9 +152,10 @@ def _extra_commands():
     from signfuse import demo, plotting, pose_extraction, translate
     from signfuse.data import check
     from signfuse.describe import command as describe
+    from signfuse.commands import pretrain
     from signfuse.models import text_store
     return [demo.register, plotting.register, check.register, text_store.register, pose_extraction.register,
-            translate.register, describe.register]
+            translate.register, describe.register, pretrain.register]
 
 
 def _rank_tag() -> str:
@@ -181,13 +183,22 @@ def main(argv=None) -> int:
 
 def fine_tuning_main(argv=None) -> int:
     """``python fine_tuning.py ...``: Uni-Sign's entry point."""
+    return _script_main("fine_tuning.py", run_parser(), lambda args: _run(args, evaluate_only=False), argv)
+
+
+def pre_training_main(argv=None) -> int:
+    """``python pre_training.py ...``: Uni-Sign's pre-training entry point (stages 1 and 2)."""
+    from signfuse.commands.pretrain import run_pretrain
+    return _script_main("pre_training.py", pretrain_parser(), run_pretrain, argv)
+
+
+def _script_main(name: str, parser, body, argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = run_parser()
     args = parser.parse_args(argv)
     args.given_flags = given_flags(parser, argv)
     try:
-        _run(args, evaluate_only=False)
+        body(args)
     except SignfuseError as e:
-        print(f"fine_tuning.py: error{_rank_tag()}: {e}", file=sys.stderr)
+        print(f"{name}: error{_rank_tag()}: {e}", file=sys.stderr)
         return 2
     return 0

@@ -140,6 +140,14 @@ _flag("--videos", action="store_true",
            "(dataset/Synthetic/rgb_format/<split>/: the input of --rgb_support)")
 # description predictor (descriptions at training only)
 # pre-training (Uni-Sign stages 1 and 2)
+_flag("--quick_break", type=int, default=0,
+      help="pre-training: overwrite checkpoint.pth every N micro-batches of an epoch (<= 0: once per epoch); "
+           "training goes on")
+_flag("--label_file", default=None,
+      help="pre-training: the JSON label list [{video, pose, text}] (default: Uni-Sign's "
+           "<data_root>/data/<dataset>/<dataset>_Labels.json, e.g. data/CSL_News/CSL_News_Labels.json)")
+_flag("--keep_checkpoints", type=int, default=0,
+      help="keep only the newest N checkpoint_<epoch>.pth (0: all, as Uni-Sign)")
 # speed (compiled path)
 # seeing it (render, export-pose, serve)
 
@@ -207,7 +215,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     add_description_args(p)
     add_flags(p.add_argument_group("evaluation"), *GENERATION, "eval_descriptions", "eval_every_epochs")
     add_distributed_args(p)
-    add_flags(p.add_argument_group("long runs"), *RESUMING)
+    add_flags(p.add_argument_group("long runs"), *RESUMING, "keep_checkpoints")
     add_rgb_args(p)
 
 
@@ -215,6 +223,21 @@ def run_parser(prog="fine_tuning.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Fine-tune or evaluate (--eval) Uni-Sign with descriptions.")
     add_run_args(p)
     return p
+
+
+def pretrain_parser(prog="pre_training.py") -> argparse.ArgumentParser:
+    """pre_training.py and ``signfuse pretrain``: the run's flags, --quick_break, --label_file;
+    --dataset defaults to CSL_News."""
+    p = argparse.ArgumentParser(prog=prog, description="Pre-train (Uni-Sign stages 1 and 2) on a JSON corpus "
+                                "in CSL-News's format, or evaluate (--eval) on its held-out entries.")
+    add_pretrain_args(p)
+    return p
+
+
+def add_pretrain_args(p) -> None:
+    add_run_args(p)
+    add_flags(p.add_argument_group("pre-training"), "quick_break", "label_file")
+    p.set_defaults(dataset="CSL_News")
 
 
 def check_run_args(args) -> None:

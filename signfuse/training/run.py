@@ -14,6 +14,7 @@ Used by ``fine_tuning.py`` and ``signfuse train`` / ``signfuse eval``. Read top 
       finish_run                    replica check, summary
     evaluate(args)                  the checkpoint's settings (settings.py), dev then test
 """
+import functools
 import json
 import sys
 import time
@@ -28,7 +29,6 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from signfuse.config import SPLITS
 from signfuse.data import paths
 from signfuse.data.dataset import SignDataset, collate_fn
-from signfuse.data.pose import pose_path
 from signfuse.errors import InputError
 from signfuse.training import distributed as D
 from signfuse.training import engine
@@ -197,19 +197,25 @@ def training_data(args, log) -> TrainData:
     val_split = eval_splits(args.dataset)[0]
     data = TrainData(describer, build_dataset(args, "train", train=True, describer=describer),
                      val_split, build_dataset(args, val_split, train=False, describer=describer))
-    if describer is not None:
-        tell_pose_files(describer, [data.train, data.val], args.trust_pickles)
-        log(describer.summary("train", data.train.sample_ids()))
-        log(describer.summary(val_split, data.val.sample_ids()))
+    announce_descriptions(describer, {"train": data.train, val_split: data.val}, args.trust_pickles, log)
     return data
+
+
+def announce_descriptions(describer, datasets: dict, trust_pickles: bool, log) -> None:
+    """Tell the describer the pose files of ``datasets`` ({split: dataset}, for --describe rules)
+    and log its coverage per split; nothing without descriptions."""
+    if describer is None:
+        return
+    tell_pose_files(describer, datasets.values(), trust_pickles)
+    for split, ds in datasets.items():
+        log(describer.summary(split, ds.sample_ids()))
 
 
 def tell_pose_files(describer, datasets, trust_pickles: bool) -> None:
     """--describe rules: tell the describer every sample's pose file, so that it can make any
     sample's descriptions itself (``warm_text_cache`` encodes every text before the run)."""
     if hasattr(describer, "set_pose_files"):
-        describer.set_pose_files({sample_id: pose_path(ds.pose_dir, ds.labels[key]["video_path"])
-                                  for ds in datasets for key, sample_id in zip(ds.keys, ds.sample_ids(), strict=True)},
+        describer.set_pose_files({sample_id: path for ds in datasets for sample_id, path in ds.pose_files().items()},
                                  trust_pickles)
 
 
@@ -650,8 +656,34 @@ def run_epoch(t: Trainer) -> dict:
         with open(t.out / "log.txt", "a", encoding="utf-8") as f:
             f.write(json.dumps(plain(entry)) + "\n")
         atomic_save(t.checkpoint(epoch), t.out / f"checkpoint_{epoch}.pth")
+        drop_old_checkpoints(t.out, epoch, getattr(args, "keep_checkpoints", None))
     end_epoch(t)
     return entry
+
+
+def drop_old_checkpoints(out: Path, epoch: int, keep: int | None) -> None:
+    """--keep_checkpoints N: only the newest N ``checkpoint_<epoch>.pth`` stay (None or 0: all)."""
+    if not keep or keep < 1:
+        return
+    for path in out.glob("checkpoint_*.pth"):
+        number = path.stem[len("checkpoint_"):]
+        if number.isdigit() and int(number) <= epoch - keep:
+            path.unlink(missing_ok=True)
+
+
+def quick_break_saver(t: Trainer):
+    """--quick_break N (pre-training, as Uni-Sign): rank 0 overwrites ``checkpoint.pth`` (the
+    weights, as ``checkpoint_<epoch>.pth``) after every N micro-batches of an epoch, or once at
+    the epoch's end when N <= 0; training goes on. None without the flag (fine-tuning)."""
+    every = getattr(t.args, "quick_break", None)
+    if every is None or not (t.info.is_main and t.out):
+        return None
+
+    def save(state, batches_in_epoch: int) -> None:
+        done = state.batch_in_epoch
+        if (every > 0 and done % every == 0) or (every <= 0 and done == batches_in_epoch):
+            atomic_save(t.checkpoint(state.epoch), t.out / "checkpoint.pth")
+    return save
 
 
 def training_over(t: Trainer) -> bool:
@@ -694,19 +726,21 @@ def finish_run(t: Trainer, entry: dict) -> dict:
     return entry
 
 
-def train(args) -> dict:
-    """Fine-tune; returns the final epoch's log entry (with the best metric). The describer's
-    settings are resolved first (``resolve_describer``): the checkpoints record them complete."""
-    return in_process_group(resolve_describer(args), _train)
+def train(args, data=None) -> dict:
+    """Fine-tune (or pre-train: ``data(args, log) -> TrainData`` builds its corpus, default
+    ``training_data``); returns the final epoch's log entry (with the best metric). The
+    describer's settings are resolved first (``resolve_describer``): the checkpoints record
+    them complete."""
+    return in_process_group(resolve_describer(args), functools.partial(_train, data_fn=data or training_data))
 
 
-def _train(args, info: D.DistInfo) -> dict:
+def _train(args, info: D.DistInfo, data_fn=training_data) -> dict:
     out, log = start_run(args, info)
     resumed = agreed_resume_state(args, out, info, log)
     checkpoint = read_checkpoint(args)
     cfg = resolve_model_config(args, checkpoint, args.finetune)  # once: train takes its settings from its flags
     backbone = rgb_backbone(args, checkpoint, cfg, log)  # before any work: it may be unavailable offline
-    data = training_data(args, log)
+    data = data_fn(args, log)
     model, cfg = build_run_model(args, info, log, checkpoint, cfg, training=True, backbone=backbone)
     del backbone
     del checkpoint
@@ -715,6 +749,7 @@ def _train(args, info: D.DistInfo) -> dict:
     log(f"model: {total / 1e6:.2f}M parameters" + (f", description fusion ({cfg.text_fusion_type}): "
                                                      f"+{fusion / 1e6:.3f}M" if cfg.use_descriptions else ""))
     t = make_trainer(args, info, log, out, model, data, resumed)
+    t.ctx.after_micro_batch = quick_break_saver(t)
     del resumed
     entry = t.state.history[-1] if t.state.history else {}
     if training_over(t):
@@ -747,14 +782,20 @@ def description_modes(args) -> list[bool]:
     return {"on": [False], "off": [True], "both": [False, True]}[args.eval_descriptions]
 
 
-def evaluate(args) -> dict:
+def evaluate(args, datasets=None) -> dict:
     """--eval: dev then test (How2Sign: test); with descriptions, also (or only) with every
     frame masked (--eval_descriptions both|off, results under "<split>_nodesc"). The settings
-    of --finetune's checkpoint apply to the flags not given. Returns {split: metrics}."""
-    return in_process_group(args, _evaluate)
+    of --finetune's checkpoint apply to the flags not given. ``datasets(args, describer) ->
+    {split: dataset}`` picks other splits (pre-training). Returns {split: metrics}."""
+    return in_process_group(args, functools.partial(_evaluate, datasets_fn=datasets or eval_datasets))
 
 
-def _evaluate(args, info: D.DistInfo) -> dict:
+def eval_datasets(args, describer) -> dict:
+    """{split: dataset} of --eval: dev then test (How2Sign: test)."""
+    return {split: build_dataset(args, split, train=False, describer=describer) for split in eval_splits(args.dataset)}
+
+
+def _evaluate(args, info: D.DistInfo, datasets_fn=eval_datasets) -> dict:
     out, log = start_run(args, info)
     checkpoint = read_checkpoint(args)
     if checkpoint is not None:
@@ -764,11 +805,8 @@ def _evaluate(args, info: D.DistInfo) -> dict:
     model, _ = build_run_model(args, info, log, checkpoint)
     del checkpoint
     ctx = engine.RunContext(args=args, dist=info, output_dir=out, log=log, amp_dtype=amp_dtype(args, info.device))
-    datasets = {split: build_dataset(args, split, train=False, describer=describer) for split in eval_splits(args.dataset)}
-    if describer is not None:
-        tell_pose_files(describer, datasets.values(), args.trust_pickles)
-        for split, ds in datasets.items():
-            log(describer.summary(split, ds.sample_ids()))
+    datasets = datasets_fn(args, describer)
+    announce_descriptions(describer, datasets, args.trust_pickles, log)
     warm_text_cache(model, describer, [i for ds in datasets.values() for i in ds.sample_ids()], log)
     results = {}
     for split, ds in datasets.items():
