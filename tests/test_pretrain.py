@@ -233,3 +233,12 @@ def test_stage3_fine_tunes_from_stage2_strictly(corpus, stage2, tmp_path):
     assert loaded[0] == (f"loaded {stage2 / 'best_checkpoint.pth'}: {len(weights(stage2 / 'best_checkpoint.pth'))} "
                          "weights; missing keys: none; unexpected keys: none")
     assert json.loads(lines(out / "log.txt")[0])["train_samples"] == 4
+
+
+def test_describe_writes_one_file_per_entry_of_a_json_corpus(corpus, tmp_path):
+    assert cli.main(["describe", "--dataset", "CSL_News", "--data_root", str(corpus["root"]),
+                     "--desc_dir", str(tmp_path), "--workers", "1"]) == 0
+    files = sorted(p.name for p in (tmp_path / "CSL_News").iterdir())
+    assert files == [f"clip_{i:04d}.json" for i in range(400)]
+    # entries 0 and 12 link the same pose file: the same descriptions
+    assert (tmp_path / "CSL_News" / "clip_0000.json").read_bytes() == (tmp_path / "CSL_News" / "clip_0012.json").read_bytes()
