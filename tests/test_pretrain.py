@@ -159,7 +159,8 @@ def stage1(corpus, tmp_path_factory):
 
 @pytest.mark.slow
 def test_heldout_evaluation_with_two_processes_equals_one(corpus, stage1, tmp_path):
-    ckpt = stage1 / "best_checkpoint.pth"
+    ckpt = tmp_path / "unisign.pth"  # Uni-Sign's format: the weights alone, no recorded settings
+    torch.save({"model": weights(stage1 / "best_checkpoint.pth")}, ckpt)
     one, two = tmp_path / "one", tmp_path / "two"
     pre_training([*tiny(corpus["root"], one), "--eval", "--finetune", ckpt, "--batch-size", "3"])
     launch("torchrun", 2, REPO / "pre_training.py",
