@@ -4,7 +4,7 @@
     python benchmarks/bench_data.py --quick           # CI: 10 files, 1 repeat
 
 Per sample: read the pose file, pick the frames, split the parts and normalise them
-(unisign-compat.md sections 1-3). The loop version below is written the way Uni-Sign's
+(docs/unisign-compat.md sections 1-3). The loop version below is written the way Uni-Sign's
 loader does it (a Python loop over frames per part, Python min/max over the box points);
 the two must give the same arrays, which the benchmark checks before timing them. It
 prints samples per second of both and the ratio, and writes them with the machine and the

@@ -26,8 +26,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common import machine_info, machine_line, write_result  # noqa: E402
-from signfuse.data.synthetic import build_lexicon, render_sample  # noqa: E402
-from signfuse.describe.command import describe_file  # noqa: E402
+from signfuse.demo.synthetic import build_lexicon, render_sample  # noqa: E402
+from signfuse.describe.write import describe_file  # noqa: E402
 from signfuse.describe.rules import RulesDescriber, rules_settings  # noqa: E402
 
 FRAMES = 100

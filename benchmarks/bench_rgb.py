@@ -3,7 +3,7 @@
     nice -n 10 python benchmarks/bench_rgb.py --out docs/results/bench_rgb.json   # 4 min wall, 1m45 CPU (2 busy cores)
     python benchmarks/bench_rgb.py --quick      # CI: 256x256 videos, 2 repeats, B=2, T=32, 1 layer (15 s CPU)
 
-1. Data path per sample (rgb-pose.md sections 2-7), side by side in one run on the same videos
+1. Data path per sample (docs/rgb-pose.md sections 2-7), side by side in one run on the same videos
    and the same drawn frames: **ours** is ``signfuse.data.hand_crops.load_hand_crops`` (PyAV
    reader, ``signfuse.data.video``); **Uni-Sign-style** is written below the way Uni-Sign's
    ``load_support_rgb_dict`` works: decord ``VideoReader(path, num_threads=1, ctx=cpu(0))``,
@@ -62,7 +62,7 @@ from signfuse.data.hand_crops import (HAND_POINTS, HANDS, IMAGE_SIZE, MEAN, STD,
                                       select_positions, skeletons_norm)
 from signfuse.data.pose import PoseRecord  # noqa: E402
 from signfuse.data.sampler import sample_frames  # noqa: E402
-from signfuse.data.synthetic_video import BACKGROUND, render_frames  # noqa: E402
+from signfuse.demo.synthetic_video import BACKGROUND, render_frames  # noqa: E402
 from signfuse.data.video import frame_pts, open_video, read_frames  # noqa: E402
 
 try:
@@ -336,7 +336,7 @@ def measure_data(args, folder: Path, clock) -> list:
 # ----------------------------------------------------------------------------- part 2: training step
 
 def rgb_keys(B: int, T: int, seed: int) -> dict:
-    """The RGB keys of a batch (rgb-pose.md section 7): per sample and hand ceil(10% of T) sorted
+    """The RGB keys of a batch (docs/rgb-pose.md section 7): per sample and hand ceil(10% of T) sorted
     positions, random normalised crops and skeletons in [0, 1]."""
     rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)

@@ -5,7 +5,7 @@
     python benchmarks/bench_text.py --quick     # CI: B=2, T=64, 1 layer, small vocabulary
 
 The batch: about one described frame in 8, texts drawn from a pool (so some repeat), the
-frames in between interpolated (descriptions.md section 2), as the data pipeline makes it.
+frames in between interpolated (docs/descriptions.md section 2), as the data pipeline makes it.
 Each method computes the batch's per-frame text features (B, T, D):
   (a) the plan's per-frame loop: every text of every frame encoded by its own encoder call
       (tokenise, encode, mean-pool), then weighted;
@@ -26,7 +26,8 @@ from transformers import AutoTokenizer, MT5Config, MT5EncoderModel
 
 from common import (CLOCK_HELP, CLOCKS, add_out_arg, description_batch, description_pool, machine_info, machine_line,
                     median_ms, mt5_base_config, timed, write_result, start)
-from signfuse.models.text_fusion import TINY_MT5_DIR, TextEncoder, frame_text_features, masked_mean
+from signfuse.config import TINY_MT5_DIR
+from signfuse.models.text_fusion import TextEncoder, frame_text_features, masked_mean
 from signfuse.models.text_store import EmbeddingStore, write_store
 
 TARGET_BATCHED = 50.0  # batched distinct texts vs the per-frame loop
@@ -84,7 +85,7 @@ def build_encoder(args, device) -> tuple:
         torch.manual_seed(args.seed)
         encoder = MT5EncoderModel(MT5Config(**config)).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(TINY_MT5_DIR)
-    text_encoder = TextEncoder(encoder=encoder, tokenizer=tokenizer, hidden_dim=None, max_tokens=args.max_tokens)
+    text_encoder = TextEncoder(encoder=encoder, tokenizer=tokenizer, max_tokens=args.max_tokens)
     return text_encoder, encoder, tokenizer, config, source
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import MT5Config, MT5ForConditionalGeneration
 
 from signfuse.data.descriptions import TemporalAligner, collate_descriptions
-from signfuse.data.lexicon import DESCRIPTION_PHRASES, WORDS
+from signfuse.demo.lexicon import DESCRIPTION_PHRASES, WORDS
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
@@ -243,8 +244,7 @@ def build_language_model(layers, vocab, device, seed=0) -> dict:
     (``layers`` encoder and decoder layers, ``vocab`` tokens), the tiny tokenizer, and the
     mT5 config dict and where it came from."""
     from transformers import AutoTokenizer
-    from signfuse.models.mt5 import mt5_from_config_dict
-    from signfuse.models.text_fusion import TINY_MT5_DIR
+    from signfuse.config import TINY_MT5_DIR
 
     config, source = mt5_base_config(layers=layers, vocab=vocab)
     return {"mt5": mt5_from_config_dict(config, seed=seed).to(device),
@@ -262,7 +262,7 @@ def build_text_encoder(config: dict, tokenizer, device, seed=1):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         encoder = MT5EncoderModel(MT5Config(**values))
-    return TextEncoder(encoder=encoder, tokenizer=tokenizer, hidden_dim=None, device=device)
+    return TextEncoder(encoder=encoder, tokenizer=tokenizer, device=device)
 
 
 def write_pool_store(text_encoder, pool: list, folder) -> Path:
@@ -324,3 +324,24 @@ def peak_rss_bytes() -> int:
     """Peak resident set size of this process (Linux VmHWM). Not resource.ru_maxrss: a child
     process inherits its parent's ru_maxrss across fork and exec, VmHWM starts afresh."""
     return _proc_status_kib("VmHWM")
+
+
+def mt5_from_config_dict(config: dict, seed: int = 0) -> MT5ForConditionalGeneration:
+    """Random weights of any mT5 shape (benchmarks), e.g. the mt5-base-config.json (tests/data/).
+
+    Keys starting with '_' (comments) are dropped. MT5Config always ties the output layer to
+    the embedding; when the dict says ``tie_word_embeddings: false`` (mt5-base), the
+    ``lm_head`` gets its own weight as in the real model, the encoder and decoder still sharing
+    the ``shared`` embedding.
+    """
+    values = {k: v for k, v in config.items() if not k.startswith("_")}
+    tie = values.pop("tie_word_embeddings", True)
+    mt5_config = MT5Config(**values)
+    mt5_config.tie_word_embeddings = tie
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MT5ForConditionalGeneration(mt5_config)
+    if not tie:
+        model.encoder.set_input_embeddings(model.shared)
+        model.decoder.set_input_embeddings(model.shared)
+    return model

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from common import REPO, RESULTS, machine_info, machine_line, write_result
 
-from signfuse import demo
-from signfuse.data.synthetic import make_synthetic
+from signfuse.demo import run as demo
+from signfuse.demo.synthetic import make_synthetic
 
 # (key, --desc_dir folder under the data or None for pose-only, table name), longest runs first
 MODELS = (("gated_generator", "description", "gated, generator's descriptions"),

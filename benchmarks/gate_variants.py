@@ -18,7 +18,7 @@ import argparse, json, math, sys, time
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from signfuse import demo
+from signfuse.demo import run as demo
 from signfuse.models import text_fusion as TF
 from signfuse.models import uni_sign as US
 
@@ -196,7 +196,7 @@ US.Uni_Sign.forward = forward
 # ---------------------------------------------------------------- data, flags
 data = Path(a.out) / "data" / f"s{a.seed}_n{a.samples}"
 if not (data / "data").exists():
-    from signfuse.data.synthetic import make_synthetic
+    from signfuse.demo.synthetic import make_synthetic
     s0 = demo.settings()
     make_synthetic(data, samples=a.samples, seed=a.seed, n_signs=s0["n_signs"], n_pairs=s0["n_pairs"],
                    split=s0["split"], overwrite=True)
@@ -205,7 +205,8 @@ out = Path(a.out) / f"{a.name}_s{a.seed}"
 flags = demo.run_flags(data, out, s, a.seed, a.fusion != "none")
 if a.fusion != "none":
     flags = [f if f != "gating" else a.fusion for f in flags] + ["--text_dropout_p", str(a.frame_p)]
-from signfuse.training import run
+from signfuse.describe.describer import build_describer
+from signfuse.training import inputs, run
 t0 = time.time()
 with demo._quiet(True):
     run.train(demo.parse_run_args(flags))
@@ -227,10 +228,10 @@ if "test_nodesc" in res:
 if a.fusion != "none":
     from signfuse.training import distributed as D
     args = demo.parse_run_args(eflags)
-    model = demo.build_model(args).eval()
-    describer = run.build_describer(args)
-    ds = run.build_dataset(args, "test", train=False, describer=describer)
-    loader = run.build_loader(ds, args, D.DistInfo(device=torch.device("cpu")), train=False)
+    model = demo.run_model(args).eval()
+    describer = build_describer(args)
+    ds = inputs.build_dataset(args, "test", train=False, describer=describer)
+    loader = inputs.build_loader(ds, args, D.DistInfo(device=torch.device("cpu")), train=False)
     stats = {k: [0.0, 0.0, 0.0, 0.0] for k in ("exact", "interp", "nearest", "none")}
     gates_all = []
     for off in (False, True):

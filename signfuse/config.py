@@ -3,11 +3,12 @@
 ``ModelConfig`` travels through the whole model (pose encoder, fusion, Uni_Sign), as in
 nanoGPT. It is frozen: a run resolves it once (``ModelConfig.from_args`` with the
 checkpoint's recorded configuration, then ``uni_sign.resolve_config`` for the widths that
-follow from the models used) and nothing changes it afterwards. ``CHECKPOINT_SETTINGS`` are
-the other settings a checkpoint records (``eval`` and ``predict`` read them back).
+follow from the models used) and nothing changes it afterwards. ``flags.CHECKPOINT_SETTINGS``
+are the other settings a checkpoint records (``eval`` and ``predict`` read them back).
 ``DATASETS`` describes the dataset layouts and their languages.
 """
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 # Uni-Sign's datasets, YouTube-ASL (a pre-training corpus prepared in CSL-News's JSON format), plus the
 # synthetic benchmark of ``signfuse make-synthetic``.
@@ -26,6 +27,7 @@ DESCRIBE_LANGUAGES = ("en", "zh")
 
 UNISIGN_MT5_DIR = "./pretrained_weight/mt5-base"
 TINY_MT5 = "tiny"  # --mt5_model tiny: the tiny config and tokenizer shipped in signfuse/assets
+TINY_MT5_DIR = Path(__file__).resolve().parent / "assets" / "tiny_mt5"  # the one place of that folder
 
 
 def prompt_for(dataset: str) -> str:
@@ -58,7 +60,7 @@ class ModelConfig:
     desc_off_loss: float = 0.0            # training: + this weight x the loss with every description masked
     desc_max_tokens: int = 64
     cross_attn_heads: int = 8
-    # RGB-pose branch (off: exactly the pose-only Uni-Sign; rgb-pose.md section 8)
+    # RGB-pose branch (off: exactly the pose-only Uni-Sign; docs/rgb-pose.md section 8)
     rgb_support: bool = False
     rgb_gate_init: str = "zero"           # zero: Uni-Sign's (checkpoint parity); small: a gate that can learn
 
@@ -86,16 +88,3 @@ class ModelConfig:
 
 
 TINY_POSE_CHANNELS = (8, 16, 32)  # the pose widths used with --mt5_model tiny (CPU tests, the demo)
-
-#: The run settings every checkpoint records besides ``ModelConfig`` (flag names, by kind).
-#: ``signfuse eval`` and ``signfuse predict`` take each of them from the checkpoint unless it
-#: is given on the command line (a given value that differs is reported in one line).
-#: ``rules_version`` is no flag: the version of the rules describer that made the training
-#: descriptions with ``--describe rules`` (None otherwise; a later version is reported).
-CHECKPOINT_SETTINGS = {
-    "model": ("dataset", "task", "mt5_model", "max_length", "num_beams", "max_new_tokens"),
-    "descriptions": ("use_descriptions", "text_fusion_type", "desc_encoder", "desc_max_tokens",
-                     "desc_alignment", "max_gap", "describe", "language", "frame_size", "fps", "rules_version"),
-    "rgb": ("rgb_support", "rgb_gate_init", "rgb_crop", "rgb_eval_sampling"),
-}
-CHECKPOINT_FLAGS = tuple(name for names in CHECKPOINT_SETTINGS.values() for name in names)

@@ -1,6 +1,6 @@
 """Evaluation metrics of Uni-Sign, its CSL-Daily post-processing, and the result files.
 
-The numbers match Uni-Sign's evaluation (unisign-compat.md section 6):
+The numbers match Uni-Sign's evaluation (docs/unisign-compat.md section 6):
 
 - SLT: BLEU-1..4 are sacreBLEU corpus BLEU (tokenizer ``13a``, ``exp`` smoothing,
   cumulative up to order n); ROUGE-L is the mean over sentences of the ROUGE-L F-score

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 from signfuse.data.labels import load_labels
+from signfuse.demo.synthetic import make_synthetic
+from signfuse.demo.synthetic_video import write_videos
 
 # Texts of the last entries (the held-out ones when there are 400), which the character-split
 # tests check by hand: '，' and '？' (made ASCII in references), spaces, an English word.
@@ -22,11 +24,9 @@ def make_news_corpus(root, entries: int = 400, sources: int = 12, videos: bool =
     last 4) named ``clip_<i>.mp4`` / ``clip_<i>.pkl``, entry i a link to synthetic sample
     i % ``sources`` (its pose file, video, description file and English sentence); the last
     entries get ``heldout_texts``. Returns {"root", "labels" (the written list), "label_file"}."""
-    from signfuse.data.synthetic import make_synthetic
     root, src = Path(root), Path(root) / "synthetic"
     make_synthetic(src, samples=sources, seed=seed, min_frames=20, max_frames=76, split=(0.5, 0.25, 0.25))
     if videos:
-        from signfuse.data.synthetic_video import write_videos
         write_videos(src)
     folders = {kind: root / "dataset" / dataset / f"{kind}_format" for kind in ("pose", "rgb")}
     desc_dir = root / "description" / dataset

@@ -1,4 +1,4 @@
-"""TemporalAligner (descriptions.md section 2): the rules, the worked example, a brute-force
+"""TemporalAligner (docs/descriptions.md section 2): the rules, the worked example, a brute-force
 reference on a long video, and hypothesis properties."""
 import numpy as np
 import pytest

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from signfuse import cli
-from signfuse.config import CHECKPOINT_FLAGS, TINY_POSE_CHANNELS, ModelConfig
+from signfuse.config import TINY_POSE_CHANNELS, ModelConfig
+from signfuse.flags import CHECKPOINT_FLAGS
 from signfuse.data import paths
 from signfuse.metrics import postprocess_prediction, read_results
 from signfuse.models.uni_sign import build_model
@@ -35,7 +36,7 @@ def test_the_model_configuration_is_frozen_and_resolved_once():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny description model trained with non-default alignment and generation flags."""
-    from signfuse.data.synthetic import make_synthetic
+    from signfuse.demo.synthetic import make_synthetic
     root = tmp_path_factory.mktemp("config_data")
     make_synthetic(root, samples=24, seed=2, invalid_files=0, split=(0.5, 0.25, 0.25), max_frames=76,
                    desc_fraction=0.5)
@@ -173,7 +174,7 @@ def test_desc_dir_is_the_root_of_the_dataset_folders_in_every_command(tmp_path):
     (root / "Synthetic").mkdir(parents=True)
     (root / "Synthetic" / "a.json").write_text(json.dumps({"0": "hand up"}))
     args = cli.build_parser().parse_args(["describe-stats", "--dataset", "Synthetic", "--desc_dir", str(root)])
-    from signfuse.data.descriptions import describe_stats_command
+    from signfuse.commands.describe_stats import describe_stats_command
     assert "with descriptions: 1" in describe_stats_command(args)
     moved = cli.build_parser().parse_args(["describe-stats", "--dataset", "Synthetic", "--data_root", str(tmp_path)])
     (tmp_path / "description").mkdir()

@@ -1,12 +1,11 @@
 """SignDataset and collate_fn (dataset.py)."""
-import sys
-import types
 
 import numpy as np
 import pytest
 import torch
 from conftest import make_pose, write_pickle
 
+from signfuse.data import dataset as dataset_module
 from signfuse.data.dataset import SignDataset, collate_fn
 from signfuse.data.paths import label_path, pose_dir
 from signfuse.data.pose import load_pose
@@ -155,9 +154,7 @@ def test_descriptions_flow_through_collate(unisign_layout, monkeypatch):
         index[0, 0, 0] = 0
         return ["hand up"], index, np.zeros((len(aligned_per_sample), T, 2), np.float32)
 
-    fake = types.ModuleType("signfuse.data.descriptions")
-    fake.collate_descriptions = collate_descriptions
-    monkeypatch.setitem(sys.modules, "signfuse.data.descriptions", fake)
+    monkeypatch.setattr(dataset_module, "collate_descriptions", collate_descriptions)
     batch = collate_fn([a, b])
     assert seen["args"] == ([a["desc_aligned"], b["desc_aligned"]], 3)
     assert batch["desc_texts"] == ["hand up"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from signfuse import cli
-from signfuse.demo import COLUMNS, ROWS, demo_command, format_table, paired_word_accuracy, provenance, run_flags, settings
+from signfuse.demo.run import COLUMNS, ROWS, demo_command, format_table, paired_word_accuracy, provenance, run_flags, settings
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -79,7 +79,7 @@ def test_quick_demo_prints_the_comparison_and_saves_the_gate_plots(tmp_path, cap
 
 
 def _gates(path) -> dict:
-    from signfuse.plotting import load_gates
+    from signfuse.inference.plotting import load_gates
     return {name: sample["gate"] for name, sample in load_gates(path).items()}
 
 
@@ -119,7 +119,7 @@ def test_table_has_one_line_per_row_and_parses_back():
 
 def test_the_printed_make_synthetic_command_writes_the_demos_data(tmp_path, capsys):
     """The demo's first reproduce command (its flags) gives the very files the demo trains on."""
-    from signfuse.data.synthetic import make_synthetic
+    from signfuse.demo.synthetic import make_synthetic
     s = settings(samples=30)
     make_synthetic(tmp_path / "demo", samples=30, seed=3, n_signs=s["n_signs"], n_pairs=s["n_pairs"],
                    split=s["split"])

@@ -1,4 +1,4 @@
-"""``signfuse describe`` (signfuse.describe.command) and the on-the-fly ``PoseDescriber``."""
+"""``signfuse describe`` (signfuse.describe.write) and the on-the-fly ``PoseDescriber``."""
 import argparse
 import hashlib
 import json
@@ -9,11 +9,13 @@ import pytest
 
 from signfuse.data import paths
 from signfuse.data.dataset import SignDataset
-from signfuse.data.descriptions import DescriptionLoader, Describer, PoseDescriber
+from signfuse.data.descriptions import DescriptionLoader, Describer
+from signfuse.describe.describer import PoseDescriber
 from signfuse.data.labels import load_labels
 from signfuse.data.pose import load_pose
-from signfuse.data.synthetic import make_synthetic
-from signfuse.describe import command
+from signfuse.demo.synthetic import make_synthetic
+from signfuse.commands import describe as describe_command
+from signfuse.describe import write
 from signfuse.describe.rules import RULES_VERSION, rules_settings
 from signfuse.errors import InputError
 
@@ -34,12 +36,12 @@ def data(tmp_path_factory):
 
 def parse(*argv):
     parser = argparse.ArgumentParser()
-    command.register(parser.add_subparsers())
+    describe_command.register(parser.add_subparsers())
     return parser.parse_args(["describe", *map(str, argv)])
 
 
 def run(data, out, *flags):
-    return command.describe_dataset(parse("--dataset", "Synthetic", "--data_root", data, "--desc_dir", out, *flags),
+    return write.describe_dataset(parse("--dataset", "Synthetic", "--data_root", data, "--desc_dir", out, *flags),
                                     progress=False)
 
 

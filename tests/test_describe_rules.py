@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import attribute_per_frame
-from signfuse.data.synthetic import BODY_TEMPLATE, FACE_TEMPLATE, OPEN_MOUTH
+from signfuse.demo.synthetic import BODY_TEMPLATE, FACE_TEMPLATE, OPEN_MOUTH
 from signfuse.describe import rules, templates
 from signfuse.describe.rules import RulesDescriber, rules_settings
 from signfuse.errors import InputError

@@ -12,12 +12,14 @@ import pytest
 import torch
 
 from signfuse import cli
-from signfuse.data.descriptions import DescriptionLoader, Describer, PoseDescriber
+from signfuse.data.descriptions import DescriptionLoader, Describer
+from signfuse.describe.describer import PoseDescriber
 from signfuse.describe.rules import RULES_VERSION
 from signfuse.errors import InputError
 from signfuse.metrics import postprocess_prediction, read_results
-from signfuse.plotting import load_gates
-from signfuse.training import run
+from signfuse.inference.plotting import load_gates
+from signfuse.describe.describer import build_describer
+from signfuse.training import inputs, model_setup
 from signfuse.training.settings import resolve_describer
 
 RULES = ["--use_descriptions", "--describe", "rules"]
@@ -53,11 +55,11 @@ def test_the_run_describer_gives_the_texts_of_the_describe_command_byte_for_byte
     rules = run_args(data, *RULES, *settings, "--seed", "4")
     files = run_args(data, "--use_descriptions", "--describe", "files", "--desc_dir", tmp_path, "--seed", "4")
     assert (rules.language, rules.frame_size, rules.fps, rules.rules_version) == ("zh", (512, 512), 30.0, RULES_VERSION)
-    on_the_fly, from_files = run.build_describer(rules), run.build_describer(files)
+    on_the_fly, from_files = build_describer(rules), build_describer(files)
     assert isinstance(on_the_fly, PoseDescriber) and isinstance(from_files, Describer)
     for split, train in (("train", True), ("dev", False)):
-        a = run.build_dataset(files, split, train, from_files)
-        b = run.build_dataset(rules, split, train, on_the_fly)
+        a = inputs.build_dataset(files, split, train, from_files)
+        b = inputs.build_dataset(rules, split, train, on_the_fly)
         for i in range(len(a)):
             x, y = a[i], b[i]
             assert "error" not in x and x.keys() == y.keys()
@@ -66,9 +68,9 @@ def test_the_run_describer_gives_the_texts_of_the_describe_command_byte_for_byte
             assert x["desc_aligned"] == y["desc_aligned"]
             assert np.array_equal(x["has_description"], y["has_description"]) and y["has_description"].all()
     # the start-up warm-up reads every sample's pose itself once told where the files are
-    fresh = run.build_describer(rules)
-    datasets = [run.build_dataset(rules, split, False, fresh) for split in ("train", "dev", "test")]
-    run.tell_pose_files(fresh, datasets, trust_pickles=False)
+    fresh = build_describer(rules)
+    datasets = [inputs.build_dataset(rules, split, False, fresh) for split in ("train", "dev", "test")]
+    inputs.tell_pose_files(fresh, datasets, trust_pickles=False)
     loader = DescriptionLoader(tmp_path / "Synthetic", strict=True)
     ids = [i for ds in datasets for i in ds.sample_ids()]
     assert len(ids) == 16
@@ -78,8 +80,8 @@ def test_the_run_describer_gives_the_texts_of_the_describe_command_byte_for_byte
         assert fresh.descriptions(sample_id) == expected and expected
         texts.update(expected.values())
     from signfuse.models.text_fusion import TextEncoder
-    source = TextEncoder("tiny", hidden_dim=None, max_tokens=20)
-    assert run.warm_text_cache(SimpleNamespace(text_source=source), fresh, ids, log=lambda *_: None) == len(texts)
+    source = TextEncoder("tiny", max_tokens=20)
+    assert model_setup.warm_text_cache(SimpleNamespace(text_source=source), fresh, ids, log=lambda *_: None) == len(texts)
     assert set(source._cache) == texts
 
 
@@ -89,7 +91,7 @@ def test_the_describer_flags_are_checked_and_files_still_need_their_folder(data)
     files = run_args(data, "--use_descriptions")  # the default: files
     assert files.describe is None and files.rules_version is None and files.language is None
     with pytest.raises(InputError, match="description folder not found"):
-        run.build_describer(files)
+        build_describer(files)
 
 
 @pytest.fixture(scope="module")

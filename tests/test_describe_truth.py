@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import attribute_per_frame
-from signfuse.data.synthetic import PAIRS, build_lexicon, make_synthetic, render_sample
-from signfuse.describe import command
+from signfuse.demo.synthetic import PAIRS, build_lexicon, make_synthetic, render_sample
+from signfuse.commands import describe as describe_command
+from signfuse.describe import write
 
 ATTRIBUTES = ("location", "movement", "mouth")
 
@@ -22,10 +23,10 @@ def described(tmp_path_factory):
     root = tmp_path_factory.mktemp("truth")
     make_synthetic(root, samples=40, seed=7, mouthing=0.5, trim_fraction=0.5, invalid_files=0)
     parser = argparse.ArgumentParser()
-    command.register(parser.add_subparsers())
+    describe_command.register(parser.add_subparsers())
     args = parser.parse_args(["describe", "--dataset", "Synthetic", "--data_root", str(root),
                               "--desc_dir", str(root / "rules")])
-    summary = command.describe_dataset(args, progress=False)
+    summary = write.describe_dataset(args, progress=False)
     assert summary.written == 40 and not summary.skipped
     return root
 

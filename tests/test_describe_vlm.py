@@ -10,9 +10,10 @@ import torch
 
 from signfuse.data.descriptions import DescriptionLoader
 from signfuse.data.pose import load_pose
-from signfuse.data.synthetic import make_synthetic
-from signfuse.data.synthetic_video import write_videos
-from signfuse.describe import command, vlm
+from signfuse.demo.synthetic import make_synthetic
+from signfuse.demo.synthetic_video import write_videos
+from signfuse.commands import describe as describe_command
+from signfuse.describe import vlm
 from signfuse.errors import InputError
 
 WORDS = ("<pad> <s> </s> <unk> <image> user assistant : right left hand hands moves holds up down open "
@@ -64,7 +65,7 @@ def setup(tmp_path_factory):
 def run(setup, out, *flags, split="dev"):
     root, model = setup
     parser = argparse.ArgumentParser()
-    command.register(parser.add_subparsers())
+    describe_command.register(parser.add_subparsers())
     args = parser.parse_args(["describe", "--describer", "vlm", "--dataset", "Synthetic", "--split", split,
                               "--data_root", str(root), "--desc_dir", str(out), "--vlm_model", str(model),
                               "--segment_frames", "16", "--vlm_image_size", "64", "--max_new_tokens", "6",

@@ -1,4 +1,4 @@
-"""Description files (descriptions.md sections 1 and 3): DescriptionLoader for every file
+"""Description files (docs/descriptions.md sections 1 and 3): DescriptionLoader for every file
 shape and every kind of bad file, Describer, collate_descriptions, describe_stats."""
 import json
 import logging
@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from signfuse.data.descriptions import (
-    DescriptionLoader, Describer, collate_descriptions, describe_stats, describe_stats_command,
-    format_describe_stats,
-    read_description_file)
+from signfuse.commands.describe_stats import describe_stats_command
+from signfuse.data.description_stats import describe_stats, format_describe_stats
+from signfuse.data.descriptions import DescriptionLoader, Describer, collate_descriptions, read_description_file
 from signfuse.errors import InputError, SampleError
 
 

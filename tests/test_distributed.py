@@ -18,7 +18,7 @@ import torch
 from conftest import REPO, SUBPROCESS_ENV as ENV, gloo_group, launch
 from signfuse.training import distributed as D
 from signfuse.training import engine
-from signfuse.training.run import BatchShardSampler, ResumableSampler
+from signfuse.training.samplers import BatchShardSampler, ResumableSampler
 
 
 # ----------------------------------------------------------------------------- samplers
@@ -256,7 +256,7 @@ def eval_results(out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from signfuse.data.synthetic import make_synthetic
+    from signfuse.demo.synthetic import make_synthetic
     root = tmp_path_factory.mktemp("dist_data")
     make_synthetic(root, samples=20, seed=1, min_frames=20, max_frames=76, split=(0.5, 0.25, 0.25))
     return root

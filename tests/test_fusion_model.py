@@ -24,18 +24,18 @@ import torch
 import torch.nn.functional as F
 
 from conftest import PINNED_TARGETS, golden, pinned_batch, train_on
+from helpers import fusion_parameters
 from signfuse.config import ModelConfig
 from signfuse.data import paths
 from signfuse.data.dataset import SignDataset, collate_fn
 from signfuse.data.descriptions import Describer
-from signfuse.data.synthetic import make_synthetic
+from signfuse.demo.synthetic import make_synthetic
 from signfuse.errors import InputError
 from signfuse.models.mt5 import load_mt5
 from signfuse.models import text_fusion
-from signfuse.models.text_fusion import count_parameters as fusion_parameters
 from signfuse.models.text_fusion import ALIGNMENT_KINDS
 from signfuse.models.uni_sign import Uni_Sign, attach_text_source, build_model
-from signfuse.training import engine, run
+from signfuse.training import engine, model_setup
 from signfuse.training.checkpoint import FUSION_PREFIX, load_weights
 from signfuse.training.distributed import DistInfo
 
@@ -392,7 +392,7 @@ def test_fusion_checkpoint_round_trip_and_pose_only_refusal(tmp_path):
             p.normal_()  # distinguishable from any fresh initialisation
     args = SimpleNamespace(mt5_model="tiny", use_descriptions=True, text_fusion_type="gating")
     path = tmp_path / "checkpoint_0.pth"
-    torch.save(run.checkpoint_dict(model, model.cfg, args, epoch=0), path)
+    torch.save(model_setup.checkpoint_dict(model, model.cfg, args, epoch=0), path)
     saved = model.state_dict()
 
     again = fusion_model("gating", seed=0)
@@ -569,12 +569,12 @@ def test_run_prints_the_parameters_the_fusion_adds(gating_run):
     match = re.fullmatch(r"model: (\d+\.\d\d)M parameters, description fusion \(gating\): \+(\d+\.\d\d\d)M", lines[0])
     assert match, lines[0]
     model = fusion_model("gating")
-    total, fusion = run.count_parameters(model)
+    total, fusion = model_setup.count_model_parameters(model)
     assert fusion == fusion_parameters(model.cfg) == 71_297  # (64+64+1)*512+512 + 513 + 64*64+64 + 64
     assert match.groups() == (f"{total / 1e6:.2f}", f"{fusion / 1e6:.3f}")
-    assert run.count_parameters(pose_model()) == (total - fusion, 0)
+    assert model_setup.count_model_parameters(pose_model()) == (total - fusion, 0)
     cross = fusion_model("cross_attn")
-    assert run.count_parameters(cross)[1] == fusion_parameters(cross.cfg) == 4 * (64 * 64 + 64) - 64 + 4 * 64 + 32 * 8 + 1 + 64
+    assert model_setup.count_model_parameters(cross)[1] == fusion_parameters(cross.cfg) == 4 * (64 * 64 + 64) - 64 + 4 * 64 + 32 * 8 + 1 + 64
     log = [json.loads(line) for line in (out / "log.txt").read_text().splitlines()]
     assert 0 < log[-1]["mean_gate"] < 1 and 0 < log[-1]["described_frame_share"] <= 1
 

@@ -9,8 +9,10 @@ The margin asserted (LOSS_MARGIN) is well inside the smallest one measured over 
 """
 import pytest
 
-from signfuse.data.synthetic import make_synthetic
-from signfuse.demo import build_model, heldout_loss, parse_run_args, run_flags, settings
+from signfuse.demo.synthetic import make_synthetic
+from helpers import heldout_loss
+
+from signfuse.demo.run import parse_run_args, run_flags, run_model, settings
 from signfuse.training import run
 
 SEED = 0
@@ -44,9 +46,9 @@ def train(root, gated: bool):
 def test_gated_model_reaches_a_lower_heldout_loss_than_pose_only(tmp_path):
     make_synthetic(tmp_path / "data", seed=SEED, **DATA)
     args = train(tmp_path, gated=False)
-    pose_only = heldout_loss(build_model(args), args, split="test")
+    pose_only = heldout_loss(run_model(args), args, split="test")
     args = train(tmp_path, gated=True)
-    model = build_model(args)
+    model = run_model(args)
     gated = heldout_loss(model, args, split="test")
     gated_off = heldout_loss(model, args, split="test", descriptions_off=True)
     losses = f"held-out loss: pose-only {pose_only:.4f}, gated {gated:.4f}, gated without descriptions {gated_off:.4f}"

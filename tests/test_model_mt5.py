@@ -6,9 +6,11 @@ import torch
 from transformers import MT5ForConditionalGeneration
 
 from conftest import MT5_BASE_CONFIG, data_file
+from helpers import mt5_from_config_dict
 from signfuse.config import UNISIGN_MT5_DIR
 from signfuse.errors import InputError
-from signfuse.models.mt5 import load_mt5, mt5_from_config_dict, tiny_mt5_dir
+from signfuse.config import TINY_MT5_DIR
+from signfuse.models.mt5 import load_mt5
 
 
 
@@ -30,7 +32,7 @@ def test_tiny_is_seeded_and_leaves_the_callers_rng_alone():
     model_b, _ = load_mt5("tiny", seed=0)
     model_c, _ = load_mt5("tiny", seed=1)
     assert isinstance(model_a, MT5ForConditionalGeneration)
-    assert model_a.config.d_model == json.loads((tiny_mt5_dir() / "config.json").read_text())["d_model"]
+    assert model_a.config.d_model == json.loads((TINY_MT5_DIR / "config.json").read_text())["d_model"]
     sa, sb, sc = model_a.state_dict(), model_b.state_dict(), model_c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not torch.equal(sa["encoder.block.0.layer.0.SelfAttention.q.weight"],
@@ -72,7 +74,7 @@ def test_non_directory_is_an_input_error(tmp_path, make):
 
 
 def test_directory_without_weights_is_an_input_error(tmp_path):
-    (tmp_path / "config.json").write_text((tiny_mt5_dir() / "config.json").read_text())
+    (tmp_path / "config.json").write_text((TINY_MT5_DIR / "config.json").read_text())
     with pytest.raises(InputError, match=str(tmp_path)):
         load_mt5(str(tmp_path))
 

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import PINNED_TARGETS as TARGETS, golden, padded_parts
+from helpers import embed_inputs, mt5_from_config_dict
 from signfuse.config import TINY_POSE_CHANNELS, ModelConfig
-from signfuse.models.mt5 import load_mt5, mt5_from_config_dict
+from signfuse.models.mt5 import load_mt5
 from signfuse.models.pose_encoder import PARTS, PoseEncoder
 from signfuse.models.uni_sign import Uni_Sign, build_model
 
@@ -97,7 +98,7 @@ def test_prompt_comes_first_and_ends_with_eos(model):
     P, (B, T) = len(prompt_ids), batch["attention_mask"].shape
     assert prompt_ids[-1] == model.tokenizer.eos_token_id
     with torch.no_grad():
-        embeds, mask = model.embed_inputs(batch)
+        embeds, mask = embed_inputs(model, batch)
         pose = model.encode_pose(batch)
         prompt_embeds = model.mt5_model.get_input_embeddings()(prompt_ids)  # (P, d_model)
     assert embeds.shape == (B, P + T, model.cfg.d_model) and mask.shape == (B, P + T)
@@ -113,7 +114,7 @@ def test_chinese_prompt_for_csl_datasets():
     mt5, _ = load_mt5("tiny")
     model = Uni_Sign(ModelConfig(dataset="CSL_Daily", gcn_channels=TINY_POSE_CHANNELS), mt5, tokenizer)
     with torch.no_grad():
-        embeds, mask = model.embed_inputs(make_batch())
+        embeds, mask = embed_inputs(model, make_batch())
     P = mask.shape[1] - 6
     assert P == len(tokenizer("Translate sign language video to Chinese: ")["input_ids"])
 

@@ -1,4 +1,4 @@
-"""Gate values saved at evaluation and `signfuse plot-gates` (signfuse.plotting).
+"""Gate values saved at evaluation and `signfuse plot-gates` (signfuse.inference.plotting).
 
 From a real `signfuse eval --use_descriptions` run on a tiny synthetic dataset to the PNG,
 plus the gate file's format and every way the command can be given a bad input (exit 2,
@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from conftest import one_error_line
-from signfuse import plotting
+from signfuse.inference import plotting
 from signfuse.cli import main
 from signfuse.config import ModelConfig
 from signfuse.data import paths
 from signfuse.data.dataset import SignDataset, collate_fn
 from signfuse.data.descriptions import Describer
-from signfuse.data.synthetic import make_synthetic
+from signfuse.demo.synthetic import make_synthetic
 from signfuse.models.uni_sign import attach_text_source, build_model
 from signfuse.training.engine import save_gates
 

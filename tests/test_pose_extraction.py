@@ -23,9 +23,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import one_error_line
-from signfuse import cli, pose_extraction
+from signfuse import cli
+from signfuse.inference import pose_extraction
 from signfuse.data.pose import load_pose
-from signfuse.pose_extraction import CARRIED, DETECTED, WHOLE_FRAME, Person, box_iou, choose_signer, person_score
+from signfuse.inference.pose_extraction import CARRIED, DETECTED, WHOLE_FRAME, Person, box_iou, choose_signer, person_score
 
 DET_SIZE_HW = (96, 128)   # detector input (H, W)
 POSE_SIZE_WH = (48, 64)   # pose model input (W, H)
@@ -172,9 +173,6 @@ def wholebody(models):
 
 def run(capsys, monkeypatch, *argv):
     """(exit status, stdout, stderr) of `signfuse extract-pose ...` through signfuse.cli.main."""
-    extra = cli._extra_commands
-    monkeypatch.setattr(cli, "_extra_commands", lambda: extra() + [r for r in [pose_extraction.register]
-                                                                   if r not in extra()])
     try:
         status = cli.main(["extract-pose", *map(str, argv)])
     except SystemExit as e:

@@ -18,9 +18,9 @@ from signfuse.config import ModelConfig
 from signfuse.data import paths
 from signfuse.data.dataset import SignDataset, collate_fn
 from signfuse.data.descriptions import Describer
-from signfuse.data.synthetic import make_synthetic
+from signfuse.demo.synthetic import make_synthetic
 from signfuse.models.uni_sign import Uni_Sign, attach_text_source, build_model
-from signfuse.training import run
+from signfuse.training import model_setup
 
 SAMPLE = "synth_00006"  # test split, described
 UNDESCRIBED = "synth_00007"
@@ -70,7 +70,7 @@ def setup(tmp_path_factory):
         args = SimpleNamespace(mt5_model="tiny", dataset="Synthetic", task="SLT",  # as a run records them
                                use_descriptions=name != "pose", desc_encoder=None)
         ckpts[name] = ckpt_dir / f"{name}.pth"
-        torch.save(run.checkpoint_dict(model, model.cfg, args, epoch=3), ckpts[name])
+        torch.save(model_setup.checkpoint_dict(model, model.cfg, args, epoch=3), ckpts[name])
         ckpts[name + "_bare"] = ckpt_dir / f"{name}_bare.pth"
         torch.save({"model": model.state_dict()}, ckpts[name + "_bare"])
     return SimpleNamespace(root=root, models=models, ckpts=ckpts,
@@ -171,7 +171,8 @@ def test_generation_flags(setup, capsys):
 def test_details_report_timings_and_the_gate(setup):
     """predict_file(details=) reports each stage's seconds and the statistics of the gate that the
     model computes for the sample (the pipeline's model, same sample, same descriptions)."""
-    from signfuse import cli, predict as predict_module
+    from signfuse import cli
+    from signfuse.inference import predict as predict_module
     short = ["--mt5_model", "tiny", "--device", "cpu", "--num_beams", "1", "--max_new_tokens", "4"]
     results = {}
     for name, extra in (("pose", []), ("gating", ["--description", str(setup.desc(SAMPLE))])):

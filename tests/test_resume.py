@@ -62,7 +62,7 @@ def epoch_logs(out: Path) -> list:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from signfuse.data.synthetic import make_synthetic
+    from signfuse.demo.synthetic import make_synthetic
     root = tmp_path_factory.mktemp("resume_data")
     make_synthetic(root, samples=16, seed=0, min_frames=20, max_frames=76)
     return root

@@ -373,8 +373,8 @@ def test_read_frames_errors_name_file_frame_and_count(tmp_path):
 
 
 def test_synthetic_videos_show_the_hands_and_feed_the_dataset(tmp_path):
-    from signfuse.data.synthetic import make_synthetic
-    from signfuse.data import synthetic_video as sv
+    from signfuse.demo.synthetic import make_synthetic
+    from signfuse.demo import synthetic_video as sv
     from signfuse.data.video import count_frames
 
     make_synthetic(tmp_path, samples=6, seed=1, trim_fraction=0.5)

@@ -254,7 +254,7 @@ def test_batch_rows_must_match_rgb_len():
 
 def test_zero_gate_is_identity_and_passes_no_gradient(monkeypatch):
     """Uni-Sign's init: gate exactly 0, fused features equal the input, every RGB gradient exactly 0
-    (rgb-pose.md 8.4), while the pose encoder learns."""
+    (docs/rgb-pose.md 8.4), while the pose encoder learns."""
     model = tiny_rgb_encoder("zero").train()
     rec = record_fusion(model, monkeypatch)
     feats = model.encode_pose(make_rgb_batch())  # (2, 6, 32)

@@ -25,12 +25,12 @@ from signfuse.config import ModelConfig
 from signfuse.data import paths
 from signfuse.data.dataset import SignDataset, collate_fn
 from signfuse.data.labels import load_labels
-from signfuse.data.synthetic_video import render_frames, write_video
+from signfuse.demo.synthetic_video import render_frames, write_video
 from signfuse.metrics import postprocess_prediction
 from signfuse.models.rgb_branch import RGB_PREFIXES
 from signfuse.models.uni_sign import build_model
-from signfuse.training import distributed as D
-from signfuse.training import engine, run
+from signfuse.training import distributed as D, inputs, loop, model_setup, settings
+from signfuse.training import engine
 from signfuse.training.checkpoint import load_weights
 
 #: the plan's command (README), besides --finetune and the run's own flags
@@ -257,7 +257,7 @@ def test_offline_imagenet_weights_stop_the_run_before_any_work(data, tmp_path, c
     def no_work(*args, **kwargs):
         raise AssertionError("data built before the backbone weights were checked")
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    monkeypatch.setattr(run, "training_data", no_work)
+    monkeypatch.setattr(loop, "training_data", no_work)
     code = fine_tuning([*PLAN, *run_flags(data, tmp_path / "out", "--rgb_backbone_weights", "imagenet")], capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--rgb_backbone_weights imagenet" in err[0]
@@ -283,10 +283,10 @@ def test_rgb_gate_start_and_warning(data, tmp_path):
     logs = []
     args = run_args(data, rgb_support=True, rgb_gate_init="small", finetune=str(tmp_path / "zero_gate.pth"),
                     rgb_backbone_weights=str(tmp_path / "absent.pth"))
-    checkpoint = run.read_checkpoint(args)
-    cfg = run.resolve_model_config(args, checkpoint, args.finetune)
-    assert run.rgb_backbone(args, checkpoint, cfg, logs.append) is None  # the absent file is never opened
-    model, _ = run.build_run_model(args, D.DistInfo(), logs.append, checkpoint, cfg, training=True)
+    checkpoint = model_setup.read_checkpoint(args)
+    cfg = settings.resolve_model_config(args, checkpoint, args.finetune)
+    assert model_setup.rgb_backbone(args, checkpoint, cfg, logs.append) is None  # the absent file is never opened
+    model, _ = model_setup.build_run_model(args, D.DistInfo(), logs.append, checkpoint, cfg, training=True)
     own = model.state_dict()
     assert [k for k in own if not torch.equal(own[k], saved[k])] == ["fusion_gate.2.weight", "fusion_gate.2.bias"]
     assert torch.all(own["fusion_gate.2.bias"] == 0.01)
@@ -295,7 +295,7 @@ def test_rgb_gate_start_and_warning(data, tmp_path):
     assert not any(line.startswith("warning") for line in logs)
     logs.clear()
     args.rgb_gate_init = "zero"
-    run.build_run_model(args, D.DistInfo(), logs.append, checkpoint, training=True)
+    model_setup.build_run_model(args, D.DistInfo(), logs.append, checkpoint, training=True)
     assert [line for line in logs if line.startswith("warning")] == [
         line for line in logs if "--rgb_gate_init small" in line and "the fusion gate is all zeros" in line]
     assert len([line for line in logs if line.startswith("warning")]) == 1
@@ -303,7 +303,7 @@ def test_rgb_gate_start_and_warning(data, tmp_path):
 
 def test_batches_keep_int64_indices_and_list_lengths_on_the_device(data):
     ds = SignDataset(paths.label_path("Synthetic", "dev", data), paths.pose_dir("Synthetic", "dev", data),
-                     "Synthetic", "dev", max_length=16, rgb=run.rgb_settings(run_args(data, rgb_support=True), "dev"))
+                     "Synthetic", "dev", max_length=16, rgb=inputs.rgb_settings(run_args(data, rgb_support=True), "dev"))
     batch = engine.to_device(collate_fn([ds[0], ds[1]]), torch.device("cpu"))
     for hand in ("left", "right"):
         assert batch[f"{hand}_sampled_indices"].dtype == torch.int64
@@ -356,7 +356,7 @@ def test_deepspeed_launcher_trains_rgb_with_descriptions_like_torchrun(data, pos
 
 
 def test_demo_rgb_trains_the_rgb_branch_end_to_end(tmp_path):
-    from signfuse.demo import run_rgb_demo
+    from signfuse.demo.run import run_rgb_demo
     lines = []
     result = run_rgb_demo(tmp_path / "demo", seed=0, echo=lines.append, samples=24, epochs=2, batch_size=4)
     assert set(result["results"]) == {"dev", "dev_nodesc", "test", "test_nodesc"}

@@ -10,7 +10,7 @@ import torch
 from transformers import get_scheduler
 
 from signfuse.cli import run_parser
-from signfuse.training import distributed as D
+from signfuse.training import distributed as D, inputs, samplers
 from signfuse.training import engine, run
 from signfuse.training.optim import build_optimizer, build_scheduler, schedule_steps
 
@@ -110,10 +110,10 @@ def test_optimizer_steps_span_epochs_as_unisigns_deepspeed_counts_them():
 def test_training_loader_drops_the_last_partial_batch(n, batch, world, batches):
     """Uni-Sign's DataLoader(drop_last=True) over a DistributedSampler: only whole batches."""
     args = run_parser().parse_args(["--batch-size", str(batch), "--num_workers", "0"])
-    assert run.train_batches_per_epoch(n, batch, world) == batches
+    assert samplers.train_batches_per_epoch(n, batch, world) == batches
     seen = []
     for rank in range(world):
-        loader = run.build_loader(list(range(n)), args, D.DistInfo(rank=rank, world_size=world), train=True)
+        loader = inputs.build_loader(list(range(n)), args, D.DistInfo(rank=rank, world_size=world), train=True)
         assert loader.drop_last and len(loader) == batches
         indices = list(loader.sampler)
         assert len(indices) == batches * batch  # the sampler itself yields whole batches only
@@ -125,7 +125,7 @@ def test_training_loader_drops_the_last_partial_batch(n, batch, world, batches):
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    from signfuse.data.synthetic import make_synthetic
+    from signfuse.demo.synthetic import make_synthetic
     root = tmp_path_factory.mktemp("schedule_data")
     make_synthetic(root, samples=40, seed=1)
     return root

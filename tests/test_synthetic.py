@@ -1,4 +1,4 @@
-"""The synthetic benchmark generator (signfuse.data.synthetic)."""
+"""The synthetic benchmark generator (signfuse.demo.synthetic)."""
 import gzip
 import hashlib
 import io
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from signfuse.data import lexicon as lexicon_words
-from signfuse.data.synthetic import (DESCRIPTION_FORMS, HAND, build_lexicon, make_synthetic,
+from signfuse.demo import lexicon as lexicon_words
+from signfuse.demo.synthetic import (DESCRIPTION_FORMS, HAND, build_lexicon, make_synthetic,
                                      render_sample)
 from signfuse.errors import InputError
 

@@ -3,13 +3,14 @@ import pytest
 import torch
 import torch.nn as nn
 from hypothesis import given, settings, strategies as st
+from helpers import ProjectedTextEncoder, fusion_parameters
 from transformers import AutoTokenizer, MT5Config, MT5ForConditionalGeneration
 
-from signfuse.config import ModelConfig
+from signfuse.config import TINY_MT5_DIR, ModelConfig
 from signfuse.errors import InputError
 from signfuse.models.text_fusion import (
-    ALIGNMENT_KINDS, DIRECTION_EPS, GATE_INIT, TEXT_SCALE, TINY_MT5_DIR, CrossAttentionFusion, DescriptionFusion,
-    GatingFusion, LearnableMaskEmbedding, TextEncoder, alignment_kinds, count_parameters, frame_text_features,
+    ALIGNMENT_KINDS, DIRECTION_EPS, GATE_INIT, TEXT_SCALE, CrossAttentionFusion, DescriptionFusion,
+    GatingFusion, LearnableMaskEmbedding, TextEncoder, alignment_kinds, frame_text_features,
     relative_position_bucket,
 )
 
@@ -218,7 +219,7 @@ def _grads(module):
 @pytest.mark.parametrize("kind", ["gating", "cross_attn"])
 def test_gradients_reach_fusion_not_frozen_encoder(kind, tiny_encoder, tiny_tokenizer):
     torch.manual_seed(0)
-    encoder = TextEncoder(encoder=tiny_encoder, tokenizer=tiny_tokenizer, hidden_dim=None)
+    encoder = TextEncoder(encoder=tiny_encoder, tokenizer=tiny_tokenizer)
     owner = Owner(small_cfg(kind), encoder)
     batch = make_batch()
     x, target = torch.randn(2, 6, 8), torch.randn(2, 6, D)
@@ -421,7 +422,7 @@ def test_relative_position_bucket():
 
 def test_encoder_called_once_per_distinct_text_and_cached(tiny_encoder, tiny_tokenizer):
     counting = CountingEncoder(tiny_encoder)
-    enc = TextEncoder(encoder=counting, tokenizer=tiny_tokenizer, hidden_dim=None)
+    enc = ProjectedTextEncoder(encoder=counting, tokenizer=tiny_tokenizer, hidden_dim=None)
     out = enc.encode(["a", "b", "a", "b", "a"])
     assert [b[0] for b in counting.batches] == [2]  # one call, two distinct texts
     assert out.shape == (5, TEXT_DIM)
@@ -440,19 +441,19 @@ def test_new_texts_are_encoded_in_chunks_of_similar_length(tiny_encoder, tiny_to
              "right hand moves up to the chin", "fist", "flat hand"]
     lengths = {t: len(ids) for t, ids in zip(texts, tiny_tokenizer(texts)["input_ids"], strict=True)}
     counting = CountingEncoder(tiny_encoder)
-    enc = TextEncoder(encoder=counting, tokenizer=tiny_tokenizer, hidden_dim=None, chunk_size=2)
+    enc = TextEncoder(encoder=counting, tokenizer=tiny_tokenizer, chunk_size=2)
     got = enc.encode(texts)
     # 6 distinct texts, 2 per call, the shortest first: each call is padded to its own longest
     ranked = sorted(lengths.values())
     assert counting.batches == [[2, ranked[1]], [2, ranked[3]], [2, ranked[5]]]
-    one_call = TextEncoder(encoder=tiny_encoder, tokenizer=tiny_tokenizer, hidden_dim=None)
+    one_call = TextEncoder(encoder=tiny_encoder, tokenizer=tiny_tokenizer)
     torch.testing.assert_close(got, one_call.encode(texts), atol=1e-5, rtol=1e-5)  # the caller's order
     assert torch.equal(got[1], got[5])
 
 
 def test_masked_mean_pooling_matches_hand_computation(tiny_encoder, tiny_tokenizer):
     texts = ["hand up", "both hands move down to the chest slowly"]
-    enc = TextEncoder(encoder=tiny_encoder, tokenizer=tiny_tokenizer, hidden_dim=None)
+    enc = TextEncoder(encoder=tiny_encoder, tokenizer=tiny_tokenizer)
     got = enc.encode(texts)
     tokens = tiny_tokenizer(texts, padding=True, return_tensors="pt")
     mask = tokens["attention_mask"]
@@ -473,16 +474,16 @@ def test_truncation_at_max_tokens(tiny_encoder, tiny_tokenizer):
     a, b = "hand moves up and down and up", "hand moves up then the chin"
     ids_a, ids_b = tiny_tokenizer([a, b])["input_ids"]
     assert ids_a[:3] == ids_b[:3] and ids_a != ids_b
-    short = TextEncoder(encoder=tiny_encoder, tokenizer=tiny_tokenizer, hidden_dim=None, max_tokens=4)
+    short = TextEncoder(encoder=tiny_encoder, tokenizer=tiny_tokenizer, max_tokens=4)
     va, vb = short.encode([a, b])
     torch.testing.assert_close(va, vb)  # same first 3 tokens + </s>
-    full = TextEncoder(encoder=tiny_encoder, tokenizer=tiny_tokenizer, hidden_dim=None)
+    full = TextEncoder(encoder=tiny_encoder, tokenizer=tiny_tokenizer)
     va, vb = full.encode([a, b])
     assert not torch.allclose(va, vb)
 
 
 def test_text_encoder_plan_interface_none_rows_are_zero():
-    enc = TextEncoder("tiny", hidden_dim=768)
+    enc = ProjectedTextEncoder("tiny", hidden_dim=768)
     out = enc(["hand up", None, "hand down"])
     assert out.shape == (3, 768)
     assert torch.equal(out[1], torch.zeros(768))
@@ -491,20 +492,21 @@ def test_text_encoder_plan_interface_none_rows_are_zero():
     assert sorted(enc.state_dict()) == ["proj.bias", "proj.weight"]
     assert [p.requires_grad for p in enc.parameters()] == [True, True]
     assert enc([None, None]).abs().sum() == 0
-    same = TextEncoder("tiny", hidden_dim=None)
+    same = ProjectedTextEncoder("tiny", hidden_dim=None)
     assert len(list(same.parameters())) == 0 and same(["hand up"]).shape == (1, TEXT_DIM)
+    assert len(list(TextEncoder("tiny").parameters())) == 0 and not TextEncoder("tiny").state_dict()
 
 
 def test_tiny_text_encoder_is_seeded_and_leaves_global_rng_alone():
     state = torch.random.get_rng_state()
-    v0 = TextEncoder("tiny", hidden_dim=None, seed=0).encode(["hand up"])
+    v0 = TextEncoder("tiny", seed=0).encode(["hand up"])
     assert torch.equal(torch.random.get_rng_state(), state)
-    assert torch.equal(v0, TextEncoder("tiny", hidden_dim=None, seed=0).encode(["hand up"]))
-    assert not torch.equal(v0, TextEncoder("tiny", hidden_dim=None, seed=1).encode(["hand up"]))
+    assert torch.equal(v0, TextEncoder("tiny", seed=0).encode(["hand up"]))
+    assert not torch.equal(v0, TextEncoder("tiny", seed=1).encode(["hand up"]))
 
 
 def test_to_and_train_reach_the_hidden_encoder(tiny_encoder, tiny_tokenizer):
-    enc = TextEncoder(encoder=tiny_encoder, tokenizer=tiny_tokenizer, hidden_dim=None)
+    enc = TextEncoder(encoder=tiny_encoder, tokenizer=tiny_tokenizer)
     owner = Owner(small_cfg("gating"), enc)
     enc.encode(["hand up"])
     owner.train()
@@ -523,7 +525,7 @@ def test_text_encoder_loads_a_local_mt5_directory(tmp_path, tiny_tokenizer):
     model = MT5ForConditionalGeneration(MT5Config.from_pretrained(TINY_MT5_DIR)).eval()
     model.save_pretrained(tmp_path)
     tiny_tokenizer.save_pretrained(tmp_path)
-    enc = TextEncoder(str(tmp_path), hidden_dim=None, max_tokens=64)
+    enc = TextEncoder(str(tmp_path), max_tokens=64)
     tokens = tiny_tokenizer(["hand touches chin"], return_tensors="pt")
     with torch.no_grad():
         expected = model.get_encoder()(**tokens).last_hidden_state[0].mean(0)
@@ -536,8 +538,8 @@ def test_text_encoder_loads_a_local_mt5_directory(tmp_path, tiny_tokenizer):
 
 def test_added_parameters_at_mt5_base_width():
     base = dict(d_model=768, text_dim=768, fusion_hidden=512, cross_attn_heads=8)
-    gating = count_parameters(ModelConfig(text_fusion_type="gating", **base))
-    cross = count_parameters(ModelConfig(text_fusion_type="cross_attn", **base))
+    gating = fusion_parameters(ModelConfig(text_fusion_type="gating", **base))
+    cross = fusion_parameters(ModelConfig(text_fusion_type="cross_attn", **base))
     print(f"added parameters at width 768: gating {gating:,}, cross_attn {cross:,}")
     # gating: MLP (768+768+1)->512->1, projection 768->768, mask embedding 768
     assert gating == (1537 * 512 + 512) + (512 + 1) + (768 * 768 + 768) + 768 == 1_379_329

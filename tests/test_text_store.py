@@ -11,7 +11,8 @@ from transformers import AutoTokenizer, MT5Config, MT5EncoderModel
 
 from signfuse.errors import InputError
 from signfuse.models import text_store
-from signfuse.models.text_fusion import TINY_MT5_DIR, TextEncoder
+from signfuse.config import TINY_MT5_DIR
+from signfuse.models.text_fusion import TextEncoder
 from signfuse.models.text_store import (
     EmbeddingStore, default_store_path, encoder_identity, identity_hash, precompute,
 )
@@ -78,7 +79,7 @@ def test_store_vectors_equal_the_online_encoder(tmp_path):
     store = EmbeddingStore.open(summary["store"], expected_identity=encoder_identity("tiny"))
     assert sorted(store.texts) == sorted(TEXTS) and store.text_dim == 64
 
-    online = TextEncoder("tiny", hidden_dim=None, max_tokens=64)
+    online = TextEncoder("tiny", max_tokens=64)
     query = [TEXTS[3], TEXTS[0], TEXTS[3], TEXTS[1], TEXTS[2]]  # order and repeats kept
     got = store.encode(query)
     assert got.dtype == torch.float32 and got.shape == (5, 64)
@@ -91,10 +92,10 @@ def test_store_is_encoded_in_float32_even_under_autocast(tmp_path):
     """A store made inside a bf16 autocast region (as on a GPU) still holds the float32 vectors
     of the online encoder; bf16 ones would differ (measured: by up to 7.2e-3 on the tiny encoder)."""
     write_descriptions(tmp_path)
-    online = TextEncoder("tiny", hidden_dim=None, max_tokens=64)
+    online = TextEncoder("tiny", max_tokens=64)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         summary = build(tmp_path)
-        in_bf16 = TextEncoder("tiny", hidden_dim=None, max_tokens=64).encode(TEXTS)
+        in_bf16 = TextEncoder("tiny", max_tokens=64).encode(TEXTS)
     store = EmbeddingStore.open(summary["store"], expected_identity=encoder_identity("tiny"))
     assert store.info["precision"] == "float32"
     torch.testing.assert_close(store.encode(TEXTS), online.encode(TEXTS), atol=1e-6, rtol=0)
@@ -118,7 +119,7 @@ def test_store_made_in_another_precision_is_refused_then_rebuilt(tmp_path):
     summary = build(tmp_path)
     assert summary["store"] == str(path) and "bf16-autocast" in summary["rebuilt"]
     assert summary["newly_encoded"] == len(TEXTS) and folder.is_dir()
-    online = TextEncoder("tiny", hidden_dim=None, max_tokens=64)
+    online = TextEncoder("tiny", max_tokens=64)
     torch.testing.assert_close(EmbeddingStore.open(path, identity).encode(TEXTS), online.encode(TEXTS),
                                atol=1e-6, rtol=0)
 
@@ -294,10 +295,6 @@ def test_precompute_text_command_prints_one_json_line(tmp_path, capsys):
 
 def test_signfuse_cli_main(tmp_path, capsys, monkeypatch):
     from signfuse import cli
-    try:
-        cli._extra_commands()
-    except ImportError:  # another command's module is not written yet: register ours alone
-        monkeypatch.setattr(cli, "_extra_commands", lambda: [text_store.register])
     write_descriptions(tmp_path)
     argv = ["precompute-text", "--desc_dir", str(tmp_path), "--dataset", DATASET,
             "--desc_encoder", "tiny", "--device", "cpu", "--no_progress"]

@@ -7,9 +7,9 @@ import torch
 from signfuse.cli import run_parser
 from signfuse.config import ModelConfig
 from signfuse.data.dataset import SignDataset, collate_fn
-from signfuse.data.synthetic import make_synthetic
+from signfuse.demo.synthetic import make_synthetic
 from signfuse.models.uni_sign import Uni_Sign, build_model
-from signfuse.training import run
+from signfuse.training import model_setup, run
 from signfuse.training.checkpoint import load_weights
 
 
@@ -68,7 +68,7 @@ def test_a_saved_checkpoint_reloads_strictly_and_gives_the_same_loss(synthetic, 
     with torch.no_grad():
         loss = model(batch)["loss"]
     path = tmp_path / "ckpt.pth"
-    torch.save(run.checkpoint_dict(model, model.cfg, tiny_args(synthetic, tmp_path), epoch=0), path)
+    torch.save(model_setup.checkpoint_dict(model, model.cfg, tiny_args(synthetic, tmp_path), epoch=0), path)
 
     fresh = build_model(ModelConfig(dataset="Synthetic"), "tiny", seed=6)  # other initial weights
     lines = []

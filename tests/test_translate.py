@@ -12,14 +12,15 @@ import pytest
 import torch
 
 from conftest import one_error_line, pinned_batch, train_on
-from signfuse import cli, pose_extraction, predict, translate
+from signfuse import cli
+from signfuse.inference import pose_extraction, predict
 from signfuse.config import ModelConfig
 from signfuse.data.dataset import collate_fn, make_item
-from signfuse.data.descriptions import PoseDescriber
+from signfuse.describe.describer import PoseDescriber
 from signfuse.data.pose import load_pose
 from signfuse.describe.rules import rules_settings
 from signfuse.models.uni_sign import attach_text_source, build_model
-from signfuse.training import run
+from signfuse.training import model_setup
 from test_pose_extraction import BLUE, H, W, draw, make_detector, make_pose_model, one_person_frames, read, write_video
 
 FAST = ["--mt5_model", "tiny", "--device", "cpu", "--num_beams", "1", "--max_new_tokens", "8"]
@@ -32,7 +33,7 @@ def setup(tmp_path_factory):
     model = train_on(build_model(ModelConfig(dataset="Synthetic"), "tiny", seed=0), pinned_batch())
     ckpt = root / "pose_only.pth"
     recorded = {"mt5_model": "tiny", "dataset": "Synthetic"}  # settings as a run records them
-    torch.save(run.checkpoint_dict(model, model.cfg, SimpleNamespace(**recorded), epoch=1), ckpt)
+    torch.save(model_setup.checkpoint_dict(model, model.cfg, SimpleNamespace(**recorded), epoch=1), ckpt)
     gated = build_model(ModelConfig(dataset="Synthetic", use_descriptions=True), "tiny", seed=0)
     attach_text_source(gated, SimpleNamespace(mt5_model="tiny"))
     gated.load_state_dict(model.state_dict(), strict=False)
@@ -41,11 +42,11 @@ def setup(tmp_path_factory):
         for name, p in gated.text_fusion.named_parameters():
             p.copy_(torch.randn(p.shape, generator=g) * (3.0 if name.startswith("fusion.proj") else 0.02))
     gated_ckpt, rules_ckpt = root / "gated.pth", root / "rules.pth"
-    torch.save(run.checkpoint_dict(gated, gated.cfg, SimpleNamespace(**recorded, use_descriptions=True), epoch=1),
+    torch.save(model_setup.checkpoint_dict(gated, gated.cfg, SimpleNamespace(**recorded, use_descriptions=True), epoch=1),
                gated_ckpt)
     # the same weights, trained (so says the checkpoint) with the rules describer
     rules = SimpleNamespace(**recorded, use_descriptions=True, describe="rules")
-    torch.save(run.checkpoint_dict(gated, gated.cfg, rules, epoch=1), rules_ckpt)
+    torch.save(model_setup.checkpoint_dict(gated, gated.cfg, rules, epoch=1), rules_ckpt)
     frames, _ = one_person_frames(12)
     # a second signer: the marker moves down instead of right
     other = [draw(W, H, [(BLUE, (50, 20, 120, 110), (85, 40 + 4 * k))]) for k in range(12)]
@@ -55,9 +56,6 @@ def setup(tmp_path_factory):
 
 def main(capsys, monkeypatch, *argv):
     """(exit status, stdout, stderr) of signfuse.cli.main with extract-pose and translate registered."""
-    extra = cli._extra_commands
-    mine = [pose_extraction.register, translate.register]
-    monkeypatch.setattr(cli, "_extra_commands", lambda: extra() + [r for r in mine if r not in extra()])
     try:
         status = cli.main([str(a) for a in argv])
     except SystemExit as e:
@@ -155,7 +153,7 @@ def test_cache_json_and_cache_dir(setup, tmp_path, capsys, monkeypatch):
 
 
 def predict_details(*argv) -> tuple:
-    """(text, details) of signfuse.predict.predict_file for the flags of ``signfuse predict``."""
+    """(text, details) of signfuse.inference.predict.predict_file for the flags of ``signfuse predict``."""
     argv = ["predict", *map(str, argv), *FAST]
     parser = cli.build_parser()
     args = parser.parse_args(argv)
@@ -194,11 +192,10 @@ def test_one_predictor_for_several_videos(setup, tmp_path, capsys, monkeypatch):
     describes each from its own pose file)."""
     a = write_video(tmp_path / "one" / "v.mp4", setup.frames)
     b = write_video(tmp_path / "two" / "v.mp4", setup.other)
-    from signfuse.models import uni_sign
     loads, builds = [], []
-    real_load, real_build = predict.safe_torch_load, uni_sign.build_model
+    real_load, real_build = predict.safe_torch_load, predict.build_run_model
     monkeypatch.setattr(predict, "safe_torch_load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
-    monkeypatch.setattr(uni_sign, "build_model", lambda *a, **k: builds.append(a) or real_build(*a, **k))
+    monkeypatch.setattr(predict, "build_run_model", lambda *a, **k: builds.append(a) or real_build(*a, **k))
     status, out, err = main(capsys, monkeypatch, "translate", a, b, "--finetune", setup.rules, *setup.models,
                             *FAST, "--json")
     assert status == 0, err
@@ -257,7 +254,7 @@ def test_rgb_pose_checkpoint(setup, tmp_path, capsys, monkeypatch):
     """An RGB-pose checkpoint: predict takes the hand crops from the video itself (frame k = pose frame k)."""
     rgb = build_model(ModelConfig(dataset="Synthetic", rgb_support=True, rgb_gate_init="small"), "tiny", seed=0)
     ckpt = tmp_path / "rgb.pth"
-    torch.save(run.checkpoint_dict(rgb.eval(), rgb.cfg, SimpleNamespace(mt5_model="tiny", dataset="Synthetic",
+    torch.save(model_setup.checkpoint_dict(rgb.eval(), rgb.cfg, SimpleNamespace(mt5_model="tiny", dataset="Synthetic",
                                                                         rgb_support=True, rgb_gate_init="small"),
                                    epoch=1), ckpt)
     video = write_video(tmp_path / "v.mp4", setup.frames)

@@ -3,7 +3,7 @@
     python tools/make_tiny_assets.py
 
 Writes ``spiece.model`` (a SentencePiece unigram model trained on text built from
-``signfuse.data.lexicon``), the Hugging Face tokenizer files, and ``config.json`` (a tiny
+``signfuse.demo.lexicon``), the Hugging Face tokenizer files, and ``config.json`` (a tiny
 mT5 configuration). Deterministic: the same lexicon gives the same files.
 """
 import io
@@ -14,7 +14,7 @@ from pathlib import Path
 import sentencepiece as spm
 from transformers import MT5Config, T5Tokenizer
 
-from signfuse.data.lexicon import DESCRIPTION_PHRASES, PROMPTS, WORDS
+from signfuse.demo.lexicon import DESCRIPTION_PHRASES, PROMPTS, WORDS
 
 OUT = Path(__file__).resolve().parent.parent / "signfuse" / "assets" / "tiny_mt5"
 VOCAB = 400  # at most this many pieces (fewer if the corpus is small); T5Tokenizer adds 100 extra ids

@@ -2,12 +2,12 @@
 in CSL-News's format (``signfuse/training/pretrain.py``); the flags of fine-tuning plus
 --quick_break and --label_file."""
 from signfuse.flags import add_pretrain_args, check_run_args
+from signfuse.training.pretrain import pretrain
 
 HELP = "pre-train (Uni-Sign stages 1 and 2) on a JSON corpus in CSL-News's format; --eval: its held-out entries"
 
 
 def run_pretrain(args):
-    from signfuse.training.pretrain import pretrain
     check_run_args(args)
     return pretrain(args)
 

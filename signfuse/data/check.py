@@ -31,8 +31,9 @@ from typing import Optional
 import numpy as np
 
 from signfuse.data import paths
+from signfuse.data.alignment import TemporalAligner
 from signfuse.data.dataset import pose_parts
-from signfuse.data.descriptions import DescriptionLoader, TemporalAligner
+from signfuse.data.description_files import DescriptionLoader
 from signfuse.data.hand_crops import HANDS, hand_candidates
 from signfuse.data.labels import load_labels
 from signfuse.data.pose import load_pose, pose_path
@@ -316,29 +317,3 @@ def check_split(dataset: str, split: str, data_root=".", label_dir=None, pose_di
     return report
 
 
-def cmd_check_data(args) -> None:
-    """Print the report of each split; exit status 1 when a sample (or a split) is unusable."""
-    splits = [args.split] if args.split is not None else list(paths.splits(args.dataset))
-    reports = [check_split(args.dataset, split, args.data_root, args.label_dir, args.pose_dir,
-                           args.desc_dir, args.use_descriptions, args.trust_pickles, args.max_length,
-                           args.rgb_support, args.rgb_dir)
-               for split in splits]
-    for report in reports:
-        print(report.format())
-    usable, unusable = sum(r.usable for r in reports), sum(r.unusable for r in reports)
-    failed = [r.split for r in reports if not r.ok]
-    verdict = f"splits with problems: {', '.join(failed)}" if failed else "every sample is usable"
-    print(f"check-data {args.dataset}: {usable} usable, {unusable} unusable samples; {verdict}")
-    if failed:
-        raise SystemExit(1)
-
-
-def register(sub) -> None:
-    sp = sub.add_parser("check-data", help="scan a dataset's label, pose, description and video files and "
-                                           "report every problem (exit status 1 if a sample is unusable)")
-    from signfuse.flags import add_data_args, add_description_args, add_rgb_args  # the flags every command shares
-    add_data_args(sp, "dataset", "split", "data_root", "label_dir", "pose_dir", "trust_pickles", "max_length",
-                  required=("dataset",))
-    add_description_args(sp, "use_descriptions", "desc_dir")  # --use_descriptions: also check the description files
-    add_rgb_args(sp, "rgb_support", "rgb_dir")  # --rgb_support: also check the videos
-    sp.set_defaults(func=cmd_check_data)

@@ -13,11 +13,17 @@ import numpy as np
 import torch
 
 from signfuse.config import TASKS
+from signfuse.data.description_collate import collate_descriptions
 from signfuse.data.hand_crops import HANDS, RGBSettings, load_hand_crops, video_file
 from signfuse.data.labels import gloss_text, load_labels
 from signfuse.data.pose import load_pose, pose_path
 from signfuse.data.sampler import sample_frames
-from signfuse.data.transforms import PART_NAMES, PART_POINTS, normalize_parts, split_parts
+from signfuse.data.transforms import (
+    PART_NAMES,
+    PART_POINTS,
+    normalize_parts,
+    split_parts,
+)
 from signfuse.errors import InputError, SampleError
 
 
@@ -129,7 +135,6 @@ def pad_last(array: np.ndarray, length: int) -> np.ndarray:
 
 def collate_descriptions_into(batch: dict, samples: list, lengths: list, T: int) -> None:
     """Add desc_texts, desc_index, desc_weight, has_description to ``batch``."""
-    from signfuse.data.descriptions import collate_descriptions  # only runs with descriptions
 
     aligned = [s.get("desc_aligned", [[] for _ in range(n)]) for s, n in zip(samples, lengths, strict=True)]
     texts, index, weight = collate_descriptions(aligned, T)
@@ -175,7 +180,7 @@ def collate_fn(samples: list) -> dict:
 
 
 def collate_hands_into(batch: dict, samples: list) -> None:
-    """Add the RGB keys (rgb-pose.md section 7): per hand the samples' rows concatenated,
+    """Add the RGB keys (docs/rgb-pose.md section 7): per hand the samples' rows concatenated,
     ``_sampled_indices`` (N,) int64 (positions in each sample's own frames), ``_hands``
     (N, 3, 112, 112) float32, ``_skeletons_norm`` (N, 21, 2) float32, ``_rgb_len`` the rows
     per sample (1 for a dummy hand)."""

@@ -1,4 +1,4 @@
-"""Hand crops for the RGB branch (``--rgb_support``): rgb-pose.md sections 2-7.
+"""Hand crops for the RGB branch (``--rgb_support``): docs/rgb-pose.md sections 2-7.
 
 For one sample, given its sampled frames (original frame numbers, ``tmp`` in Uni-Sign) and
 its pose, per hand (left, then right):

@@ -59,12 +59,15 @@ def label_path(dataset: str, split: str, data_root=".", label_dir=None) -> Path:
                      f"labels; set {where} to the folder that holds it")
 
 
+def description_root(data_root=".", desc_dir=None) -> Path:
+    """The root of the description files, which holds one folder per dataset: --desc_dir, default
+    ``<data_root>/description``. The same in every command."""
+    return Path(desc_dir) if desc_dir is not None else Path(data_root) / "description"
+
+
 def description_dir(dataset: str, data_root=".", desc_dir=None) -> Path:
-    """The folder of ``dataset``'s description files (``<sample_id>.json``):
-    ``<desc_dir>/<dataset>``, ``desc_dir`` defaulting to ``<data_root>/description``. The same
-    in every command (--desc_dir is always the root that holds one folder per dataset)."""
-    root = Path(desc_dir) if desc_dir is not None else Path(data_root) / "description"
-    return root / dataset
+    """The folder of ``dataset``'s description files (``<sample_id>.json``): ``<root>/<dataset>``."""
+    return description_root(data_root, desc_dir) / dataset
 
 
 def pose_dir(dataset: str, split: str, data_root=".", pose_dir=None) -> Path:
@@ -84,7 +87,7 @@ def pose_dir(dataset: str, split: str, data_root=".", pose_dir=None) -> Path:
     return base / split if (base / split).is_dir() else base
 
 
-# Video folders of the RGB branch (rgb-pose.md section 1, Uni-Sign's config.rgb_dirs): the
+# Video folders of the RGB branch (docs/rgb-pose.md section 1, Uni-Sign's config.rgb_dirs): the
 # folder under dataset/<dataset>/ and whether it keeps one sub-folder per split.
 RGB_FOLDERS = {
     "CSL_News": ("rgb_format", False),

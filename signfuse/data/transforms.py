@@ -6,7 +6,7 @@ Two steps, each over the whole sample at once (Uni-Sign loops over frames):
 2. ``normalize_parts``: one body box for the whole sample gives the scale; the body maps
    into that box, hands and face are divided by its size; everything is clipped to
    [-1, 1]; points of confidence <= 0.3 become (0, 0, 0).
-See ../shared/spec/unisign-compat.md section 3.
+See docs/unisign-compat.md section 3.
 
 Precision: both steps compute in the keypoints' dtype, as Uni-Sign's numpy does, and give
 float32. Keypoints of a float64 file (rtmlib's: ``PoseRecord.exact_keypoints``) are computed

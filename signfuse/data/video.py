@@ -1,7 +1,7 @@
 """Frame-exact reading of a few frames of a video (PyAV), for the RGB branch's hand crops.
 
 Frame k of a video is the k-th frame in presentation order, as a sequential decode returns
-them: pose frame k must be video frame k (rgb-pose.md section 1). The RGB branch reads about
+them: pose frame k must be video frame k (docs/rgb-pose.md section 1). The RGB branch reads about
 10% of a sample's frames, scattered and sorted; ``read_frames`` decodes in order, converts
 only the wanted frames to RGB and stops after the last one. A wanted frame far ahead of the
 decoder, past a keyframe, is reached by seeking to the keyframe before it (``SEEK_GAP``).

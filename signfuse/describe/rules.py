@@ -50,6 +50,18 @@ TILTS = ("absent", "none", "left", "right")
 SHAPES = ("unknown", "open", "bent", "closed")
 HAND_NAMES = ("right_hand", "left_hand")
 
+
+def codes(words: tuple) -> dict:
+    """{word: its label code}: a frame's label is the index of its word in the vocabulary."""
+    return {word: code for code, word in enumerate(words)}
+
+
+# The label codes the feature functions write, by name (never by position in the tuples above).
+LOCATION, MOVEMENT, MOUTH_STATE = codes(LOCATIONS), codes(MOVEMENTS), codes(MOUTH)
+CORNER, EYEBROW, HEAD_MOVE, TILT = codes(CORNERS), codes(EYEBROWS), codes(HEAD_MOVES), codes(TILTS)
+ABSENT = 0  # "absent" is the first word of every vocabulary but SHAPES
+assert all(words[ABSENT] == "absent" for words in (LOCATIONS, MOVEMENTS, MOUTH, CORNERS, EYEBROWS, HEAD_MOVES, TILTS))
+
 # COCO-WholeBody indices.
 L_SHOULDER, R_SHOULDER = 5, 6
 HAND_FIRST = {"right_hand": 112, "left_hand": 91}  # the wrist; the hand's 21 points follow
@@ -329,17 +341,19 @@ def hand_features(xy: np.ndarray, confident: np.ndarray, name: str, levels: tupl
     speed = np.linalg.norm(v, axis=1)  # (T,)
     chin, top = levels
     y = centre[:, 1]
-    location = np.select([y < top, y < chin, y <= THRESHOLDS["chest_depth"]], [4, 3, 2], 1)
+    location = np.select([y < top, y < chin, y <= THRESHOLDS["chest_depth"]],
+                         [LOCATION["above_head"], LOCATION["face"], LOCATION["chest"]], LOCATION["low"])
     horizontal = np.abs(v[:, 0]) > np.abs(v[:, 1])
-    movement = np.where(horizontal, np.where(v[:, 0] > 0, 5, 4), np.where(v[:, 1] > 0, 3, 2))
+    movement = np.where(horizontal, np.where(v[:, 0] > 0, MOVEMENT["right"], MOVEMENT["left"]),
+                        np.where(v[:, 1] > 0, MOVEMENT["down"], MOVEMENT["up"]))  # image y grows downward
     moving = present & (speed >= THRESHOLDS["hold_speed"])
-    movement = np.where(moving, movement, 1)
+    movement = np.where(moving, movement, MOVEMENT["hold"])
     window = frames_of(THRESHOLDS["window"], fps, odd=True)
     floor = THRESHOLDS["hold_speed"]
     flips = np.maximum(window_sum(reversals(np.where(present, v[:, 0], 0.0), floor), window),
                        window_sum(reversals(np.where(present, v[:, 1], 0.0), floor), window))
     circle = np.abs(window_sum(turning(v, moving), window)) >= THRESHOLDS["circle_turn"]
-    return {"location": np.where(present, location, 0), "movement": np.where(present, movement, 0),
+    return {"location": np.where(present, location, ABSENT), "movement": np.where(present, movement, ABSENT),
             "speed": np.where(present, speed, 0.0), "repeated": flips >= THRESHOLDS["reversals"],
             "circle": circle & present, "shape": handshape(xy, confident, first),
             "present": present, "centre": centre}
@@ -386,12 +400,12 @@ def mouth_features(xy: np.ndarray, confident: np.ndarray, fps: float) -> dict:
     values = face_smooth(np.where(ok[:, None], np.stack([gap, lift], axis=1), np.nan), fps)  # (T, 2)
     gap, lift = values[:, 0], values[:, 1]
     ok = ~np.isnan(gap)
-    mouth = np.where(ok, np.where(gap > THRESHOLDS["mouth_open"], 2, 1), 0)
-    corners = np.zeros(len(xy), dtype=np.int64)
+    mouth = np.where(ok, np.where(gap > THRESHOLDS["mouth_open"], MOUTH_STATE["open"], MOUTH_STATE["closed"]), ABSENT)
+    corners = np.full(len(xy), ABSENT, dtype=np.int64)
     if ok.any():
         shift = lift - np.median(lift[ok])
         corners = np.where(ok, np.select([shift < -THRESHOLDS["corners"], shift > THRESHOLDS["corners"]],
-                                         [2, 3], 1), 0)
+                                         [CORNER["up"], CORNER["down"]], CORNER["neutral"]), ABSENT)
     return {"mouth": mouth, "wide": ok & (gap > THRESHOLDS["mouth_wide"]), "corners": corners}
 
 
@@ -410,10 +424,11 @@ def brow_features(xy: np.ndarray, confident: np.ndarray, fps: float) -> np.ndarr
     height = face_smooth(np.where(distance > 1e-9, height, np.nan)[:, None], fps)[:, 0]
     ok = ~np.isnan(height)
     if not ok.any() or not np.median(height[ok]) > 0:
-        return np.where(ok, 1, 0)
+        return np.where(ok, EYEBROW["neutral"], ABSENT)
     ratio = height / np.median(height[ok])
-    labels = np.select([ratio > THRESHOLDS["brows_raised"], ratio < THRESHOLDS["brows_lowered"]], [2, 3], 1)
-    return np.where(ok, labels, 0)
+    labels = np.select([ratio > THRESHOLDS["brows_raised"], ratio < THRESHOLDS["brows_lowered"]],
+                       [EYEBROW["raised"], EYEBROW["lowered"]], EYEBROW["neutral"])
+    return np.where(ok, labels, ABSENT)
 
 
 def head_features(xy: np.ndarray, confident: np.ndarray, fps: float) -> dict:
@@ -438,13 +453,15 @@ def head_features(xy: np.ndarray, confident: np.ndarray, fps: float) -> dict:
         flips = window_sum(reversals(v[:, axis], floor), window)
         moves.append((flips >= THRESHOLDS["reversals"])
                      & (window_range(centre[:, axis], window) >= THRESHOLDS["head_amplitude"]))
-    movement = np.where(ok, np.where(moves[1], 3, np.where(moves[0], 2, 1)), 0)
+    movement = np.where(ok, np.where(moves[1], HEAD_MOVE["shake"], np.where(moves[0], HEAD_MOVE["nod"], HEAD_MOVE["still"])),
+                        ABSENT)
     d = left - right
     angle = np.degrees(np.arctan2(d[:, 1], d[:, 0]))  # (T,)
-    tilt = np.zeros(len(xy), dtype=np.int64)
+    tilt = np.full(len(xy), ABSENT, dtype=np.int64)
     if ok.any():
         turn = (angle - np.median(angle[ok]) + 180.0) % 360.0 - 180.0
-        tilt = np.where(ok, np.select([turn > THRESHOLDS["tilt"], turn < -THRESHOLDS["tilt"]], [3, 2], 1), 0)
+        tilt = np.where(ok, np.select([turn > THRESHOLDS["tilt"], turn < -THRESHOLDS["tilt"]],
+                                      [TILT["right"], TILT["left"]], TILT["none"]), ABSENT)
     return {"movement": movement, "tilt": tilt}
 
 

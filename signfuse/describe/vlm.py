@@ -26,8 +26,22 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from signfuse.data import paths
+from signfuse.data.pose import load_pose
+from signfuse.data.video import read_frames
+from signfuse.describe.rules import RulesDescriber, default_language
+from signfuse.describe.write import (
+    DescribeSummary,
+    dataset_samples,
+    file_bytes,
+    is_up_to_date,
+    settings_from_args,
+    sha256_of,
+    write_atomic,
+)
 from signfuse.errors import InputError, SampleError
 
 VLM_VERSION = "1"
@@ -41,24 +55,6 @@ PROMPTS = {
            "打手语者的手（手形、位置、如何移动）和面部（嘴、眉毛、头部）。不要说打的是什么或它的意思。"),
 }
 HINTS = {"en": " Pose measurements of these frames: {hints}.", "zh": "这些帧的姿态测量：{hints}。"}
-
-
-def add_vlm_args(sp) -> None:
-    from signfuse.flags import add_flags  # the flags runs take too (--rgb_dir, --max_new_tokens, --device), defined once
-    g = sp.add_argument_group("--describer vlm")
-    g.add_argument("--vlm_model", default=None,
-                   help="local Hugging Face directory of an image-text-to-text model (never downloaded)")
-    add_flags(g, "rgb_dir")
-    g.add_argument("--segment_frames", type=int, default=16, help="frames per described segment")
-    g.add_argument("--vlm_frames", type=int, default=4, help="frames of a segment shown to the model, tiled")
-    g.add_argument("--vlm_image_size", type=int, default=448, help="side of the tiled image, pixels")
-    g.add_argument("--pose_hints", action="store_true", help="add the rules describer's texts to the prompt")
-    add_flags(g, "max_new_tokens", default={"max_new_tokens": 48})
-    g.add_argument("--vlm_batch_size", type=int, default=8, help="segments per generate call (halved on OOM)")
-    g.add_argument("--shard", default="0/1", help="K/N: describe samples K, K+N, K+2N, ... (K from 0)")
-    add_flags(g, "device")
-    g.add_argument("--vlm_dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                   help="auto: bfloat16 on GPU, float32 on CPU")
 
 
 def parse_shard(text: str) -> tuple:
@@ -137,7 +133,6 @@ def model_digest(directory: Path) -> str:
 
 
 def is_out_of_memory(err: Exception) -> bool:
-    import torch
     return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
@@ -147,7 +142,6 @@ class VLMDescriber:
     def __init__(self, model_dir, language: str = "en", segment_frames: int = 16, shown: int = 4,
                  image_size: int = 448, max_new_tokens: int = 48, rules=None, device=None, dtype: str = "auto",
                  batch_size: int = 8, report=None):
-        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
         self.dir = Path(model_dir) if model_dir else None
         if self.dir is None or not (self.dir / "config.json").is_file():
@@ -184,7 +178,6 @@ class VLMDescriber:
 
     def requests(self, pose, video) -> list:
         """``[(start, end, attributes, prompt, image)]`` of one sample (reads its video)."""
-        from signfuse.data.video import read_frames
         plan = segment_plan(pose.start, pose.end, self.segment_frames, self.shown)
         wanted = sorted({f for _, _, frames in plan for f in frames})
         frames = read_frames(video, wanted, min_frames=pose.end)  # (K, H, W, 3)
@@ -200,7 +193,6 @@ class VLMDescriber:
 
     def generate(self, prompts: list, images: list) -> list:
         """Greedy texts for ``prompts`` with their ``images`` (one call)."""
-        import torch
         inputs = self.processor(text=prompts, images=images, return_tensors="pt", padding=True).to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
@@ -230,7 +222,6 @@ class VLMDescriber:
         return texts
 
     def _free_memory(self) -> None:
-        import torch
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -251,8 +242,6 @@ def prepare(describer: VLMDescriber, generator: dict, task: tuple, out_dir: Path
             trust_pickles: bool):
     """The Pending of one sample, or None when its file is up to date; SampleError when its pose
     file or video cannot be used."""
-    from signfuse.data.pose import load_pose
-    from signfuse.describe.command import is_up_to_date, sha256_of
     sample_id, pose_file, video_file = task
     out_file = out_dir / f"{sample_id}.json"
     hashes = sha256_of(pose_file), sha256_of(video_file)
@@ -263,7 +252,6 @@ def prepare(describer: VLMDescriber, generator: dict, task: tuple, out_dir: Path
 
 def flush(describer: VLMDescriber, generator: dict, pending: list) -> int:
     """Generate every segment of ``pending`` and write their files; the number written."""
-    from signfuse.describe.command import file_bytes, write_atomic
     requests = [r for item in pending for r in item.requests]
     texts = iter(describer.generate_all([r[3] for r in requests], [r[4] for r in requests]))
     for item in pending:
@@ -277,10 +265,7 @@ def flush(describer: VLMDescriber, generator: dict, pending: list) -> int:
 
 def describe_dataset_vlm(args, progress: bool = True):
     """``signfuse describe --describer vlm``: this shard's samples; the summary."""
-    from tqdm import tqdm
 
-    from signfuse.describe.command import DescribeSummary, dataset_samples, settings_from_args
-    from signfuse.describe.rules import RulesDescriber, default_language
     k, n = parse_shard(args.shard)
     rules = RulesDescriber(settings_from_args(args)) if args.pose_hints else None
     describer = VLMDescriber(args.vlm_model, args.language or default_language(args.dataset), args.segment_frames,

@@ -1,6 +1,6 @@
 """Skeleton graphs of the four pose parts and their adjacency matrices (pyskl style).
 
-Each part is a small graph over its keypoints (unisign-compat.md section 4). The ST-GCN
+Each part is a small graph over its keypoints (docs/unisign-compat.md section 4). The ST-GCN
 blocks use the 'distance' partition with max hop 1: two (V, V) matrices, one for the node
 itself (hop 0) and one for its neighbours (hop 1), taken from the column-normalised
 matrix of "hop <= 1" (self-loops included).

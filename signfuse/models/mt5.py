@@ -10,19 +10,14 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, MT5Config, MT5ForConditionalGeneration
 
-from signfuse.config import TINY_MT5, UNISIGN_MT5_DIR
+from signfuse.config import TINY_MT5, TINY_MT5_DIR, UNISIGN_MT5_DIR
 from signfuse.errors import InputError
-
-
-def tiny_mt5_dir() -> Path:
-    """The folder of the tiny config and tokenizer shipped with the package."""
-    return Path(__file__).resolve().parents[1] / "assets" / "tiny_mt5"
 
 
 def load_mt5(path: str, seed: int = 0) -> tuple:
     """-> (MT5ForConditionalGeneration, tokenizer), from "tiny" or a local directory."""
     if path == TINY_MT5:
-        config = MT5Config.from_pretrained(tiny_mt5_dir(), local_files_only=True)
+        config = MT5Config.from_pretrained(TINY_MT5_DIR, local_files_only=True)
         with torch.random.fork_rng(devices=[]):  # seeded weights, the caller's RNG untouched
             torch.manual_seed(seed)
             model = MT5ForConditionalGeneration(config)
@@ -32,7 +27,7 @@ def load_mt5(path: str, seed: int = 0) -> tuple:
             # steps shrinking them. N(0, 1 / d_model) gives logits of std ~1 from the start.
             with torch.no_grad():
                 model.shared.weight.normal_(0.0, config.d_model ** -0.5)
-        tokenizer = AutoTokenizer.from_pretrained(tiny_mt5_dir(), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(TINY_MT5_DIR, local_files_only=True)
         return model, tokenizer
 
     directory = Path(path)
@@ -50,22 +45,3 @@ def load_mt5(path: str, seed: int = 0) -> tuple:
     return model, tokenizer
 
 
-def mt5_from_config_dict(config: dict, seed: int = 0) -> MT5ForConditionalGeneration:
-    """Random weights of any mT5 shape (benchmarks), e.g. the mt5-base-config.json (tests/data/).
-
-    Keys starting with '_' (comments) are dropped. MT5Config always ties the output layer to
-    the embedding; when the dict says ``tie_word_embeddings: false`` (mt5-base), the
-    ``lm_head`` gets its own weight as in the real model, the encoder and decoder still sharing
-    the ``shared`` embedding.
-    """
-    values = {k: v for k, v in config.items() if not k.startswith("_")}
-    tie = values.pop("tie_word_embeddings", True)
-    mt5_config = MT5Config(**values)
-    mt5_config.tie_word_embeddings = tie
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = MT5ForConditionalGeneration(mt5_config)
-    if not tie:
-        model.encoder.set_input_embeddings(model.shared)
-        model.decoder.set_input_embeddings(model.shared)
-    return model

@@ -4,10 +4,10 @@ Each part: Linear(3, c0) on (x, y, confidence), a spatial ST-GCN chain to c_last
 the detached body feature of its anchor node added (wrists for the hands, nose for the
 face), a temporal ST-GCN chain, and the mean over nodes. The four parts are concatenated,
 ``part_para`` is added, and ``pose_proj`` maps to the language model's width
-(unisign-compat.md section 4). The frame mask is not used here: padded frames (copies of
+(docs/unisign-compat.md section 4). The frame mask is not used here: padded frames (copies of
 the last frame) pass through, and only the language model sees the mask.
 With ``cfg.rgb_support`` the hands' spatial-chain outputs are fused with their hand crops
-before the wrist feature is added (rgb_branch.py; rgb-pose.md section 8).
+before the wrist feature is added (rgb_branch.py; docs/rgb-pose.md section 8).
 """
 import torch
 import torch.nn as nn

@@ -1,4 +1,4 @@
-"""The RGB-pose branch (``--rgb_support``): hand crops fused into the hand features (rgb-pose.md section 8).
+"""The RGB-pose branch (``--rgb_support``): hand crops fused into the hand features (docs/rgb-pose.md section 8).
 
 Each sampled hand crop (3 x 112 x 112) goes through torchvision's EfficientNet-B0 ``features``
 (1280 x 4 x 4) and ``rgb_proj`` (C x 4 x 4, C the pose encoder's last width, 256 in Uni-Sign).
@@ -21,11 +21,13 @@ float32 by an explicit cast (Uni-Sign: ``torch.cuda.amp.autocast(dtype=float32)`
 import itertools
 import math
 from pathlib import Path
+from urllib.error import URLError
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from signfuse.checkpoint_io import safe_torch_load, state_dict_of
 from signfuse.errors import InputError
 
 HANDS = ("left", "right")
@@ -83,7 +85,7 @@ class PointEmbedding(nn.Module):
 
 
 class DeformableAttention2D(nn.Module):
-    """PGF (rgb-pose.md section 8.3): the nodes of a frame attend to its crop features, globally
+    """PGF (docs/rgb-pose.md section 8.3): the nodes of a frame attend to its crop features, globally
     (cross attention) then at points around each node's own position (deformable attention).
 
     Submodule names and creation order are Uni-Sign's ``DeformableAttention2D``."""
@@ -275,7 +277,7 @@ def load_backbone_weights(spec: str) -> dict | None:
     if spec in (None, "none"):
         return None
     if spec == "imagenet":
-        from urllib.error import URLError
+
         from torchvision.models import EfficientNet_B0_Weights
         weights = EfficientNet_B0_Weights.IMAGENET1K_V1
         cached = imagenet_weights_path()
@@ -297,7 +299,6 @@ def load_backbone_weights(spec: str) -> dict | None:
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
             raise InputError(f"{path}: not a readable safetensors file: {str(e)[:200]}") from None
     else:
-        from signfuse.training.checkpoint import safe_torch_load, state_dict_of
         sd = state_dict_of(safe_torch_load(path), path)
     return _check_features(sd, str(path))
 

@@ -3,7 +3,7 @@
 Tensors are (B, C, T, V): batch, channels, frames, graph nodes. The module and parameter
 names (``gcn.conv``, ``gcn.A``, ``gcn.bn``, ``tcn.0``, ``tcn.1``, ``residual.0``,
 ``residual.1``, ``layer{i}_0``, ``layer0_{j}``) are Uni-Sign's, so that its checkpoints load
-strictly (unisign-compat.md section 4).
+strictly (docs/unisign-compat.md section 4).
 """
 from collections import OrderedDict
 

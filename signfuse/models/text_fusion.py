@@ -1,4 +1,4 @@
-"""Action descriptions fused into the pose features (descriptions.md sections 4-6).
+"""Action descriptions fused into the pose features (docs/descriptions.md sections 4-6).
 
 Pieces, from text to fused features:
 - ``TextEncoder``: a frozen mT5 encoder; one vector per distinct text (masked mean over tokens),
@@ -25,11 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from signfuse.config import TINY_MT5, ModelConfig
+from signfuse.config import TINY_MT5, TINY_MT5_DIR, ModelConfig
 from signfuse.errors import InputError
-
-TINY_MT5_DIR = Path(__file__).resolve().parents[1] / "assets" / "tiny_mt5"
-
 
 # -----------------------------------------------------------------------------
 # text encoder
@@ -70,9 +67,7 @@ class TextEncoder(nn.Module):
     ``encode(texts)`` -> (N, text_dim) float32: each distinct text missing from the cache is
     encoded once, without gradients, in batched calls of up to ``chunk_size`` texts of similar
     token length (sorted, so that little of each call is padding); results are cached by text.
-    ``self(texts)`` (the plan's interface; None allowed) -> (N, hidden_dim): zero rows for None,
-    other rows ``proj(encode(...))``, with ``proj`` a learned Linear(text_dim, hidden_dim) when the
-    widths differ (``hidden_dim=None``: text_dim, no projection, no parameters at all).
+    It has no parameters and no state-dict keys.
 
     The mT5 encoder is not a registered submodule: it never appears in ``state_dict()`` or
     ``parameters()`` (of this module or of a model that owns it), and ``train()`` leaves it in
@@ -81,7 +76,7 @@ class TextEncoder(nn.Module):
     place: give a dedicated copy, never the translation model's own encoder).
     """
 
-    def __init__(self, model_name=None, hidden_dim=768, device=None, max_tokens=64,
+    def __init__(self, model_name=None, device=None, max_tokens=64,
                  encoder=None, tokenizer=None, seed=0, chunk_size=64):
         super().__init__()
         if encoder is None or tokenizer is None:
@@ -94,9 +89,6 @@ class TextEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.text_dim = encoder.config.d_model
-        self.hidden_dim = self.text_dim if hidden_dim is None else hidden_dim
-        self.proj = (nn.Identity() if self.hidden_dim == self.text_dim
-                     else nn.Linear(self.text_dim, self.hidden_dim))
         self.chunk_size = chunk_size
         self._cache = {}  # text -> (text_dim,) float32 on the encoder's device
         if device is not None:
@@ -145,15 +137,6 @@ class TextEncoder(nn.Module):
             states = self.encoder(input_ids=tokens["input_ids"],
                                   attention_mask=tokens["attention_mask"]).last_hidden_state  # (n, L, text_dim)
         return masked_mean(states.float(), tokens["attention_mask"])  # (n, text_dim)
-
-    def forward(self, texts):
-        """The plan's interface: list of str or None -> (N, hidden_dim), zero rows for None."""
-        rows = [i for i, t in enumerate(texts) if t is not None]
-        out = torch.zeros(len(texts), self.hidden_dim, device=self.device)  # (N, hidden_dim)
-        if not rows:
-            return out
-        vecs = self.proj(self.encode([texts[i] for i in rows]))  # (n, hidden_dim)
-        return out.index_copy(0, torch.tensor(rows, device=out.device), vecs.to(out.dtype))
 
 
 # -----------------------------------------------------------------------------
@@ -459,7 +442,3 @@ class DescriptionFusion(nn.Module):
         return self.fusion(pose_feats, text_vectors, index, weight, frame_indices, mask, drop)
 
 
-def count_parameters(cfg: ModelConfig) -> int:
-    """Parameters that ``cfg``'s description fusion adds to Uni_Sign (the frozen text encoder
-    adds none)."""
-    return sum(p.numel() for p in DescriptionFusion(cfg).parameters())

@@ -1,4 +1,4 @@
-"""Precomputed description embeddings: one file per dataset and text encoder (descriptions.md s. 4).
+"""Precomputed description embeddings: one file per dataset and text encoder (docs/descriptions.md s. 4).
 
 With a store, training and inference need no text encoder in memory: each distinct
 description text was encoded once, ahead of time, by ``signfuse precompute-text``.
@@ -47,9 +47,12 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
+from tqdm import tqdm
 
-from signfuse.config import TINY_MT5
+from signfuse.config import TINY_MT5, TINY_MT5_DIR
+from signfuse.data.description_files import read_description_file
 from signfuse.errors import InputError, SampleError
+from signfuse.models.text_fusion import TextEncoder
 
 STORE_FORMAT = "signfuse-text-store"
 FORMAT_VERSION = "1"
@@ -68,11 +71,6 @@ SHORT_TEXT = 60  # characters of a text quoted in an error message
 
 # -----------------------------------------------------------------------------
 # 1. encoder identity
-
-def _tiny_dir() -> Path:
-    from signfuse.models.text_fusion import TINY_MT5_DIR
-    return TINY_MT5_DIR
-
 
 def _sha256_file(path: Path) -> str:
     """sha256 of a file, read in 1 MiB chunks (weights files are GBs)."""
@@ -102,7 +100,7 @@ def encoder_identity(encoder_dir, pooling: str = "mean", max_tokens: int = 64, s
     used for "tiny" only. Raises InputError when the directory has no config.json or no weights.
     """
     if str(encoder_dir) == TINY_MT5:
-        directory = _tiny_dir()
+        directory = TINY_MT5_DIR
         weights = f"random:seed={int(seed)}"
     else:
         directory = Path(encoder_dir)
@@ -364,7 +362,6 @@ class EmbeddingStore:
 def collect_texts(directory: Path) -> tuple:
     """Every distinct text of ``directory/*.json`` (files in name order, texts in order of
     first appearance) -> (texts, number of files, ["<path>: <reason>" of unusable files])."""
-    from signfuse.data.descriptions import read_description_file
     texts, invalid = {}, []
     files = sorted(directory.glob("*.json"))
     for path in files:
@@ -381,10 +378,8 @@ def _encode_new(texts: list, encoder_dir, batch_size: int, device, max_tokens: i
                 progress: bool) -> torch.Tensor:
     """(len(texts), D) float32 on the CPU: TextEncoder vectors, batches of similar length,
     encoded in float32 with autocast off (whatever the caller's context), as a run encodes them."""
-    from tqdm import tqdm
-    from signfuse.models.text_fusion import TextEncoder
 
-    encoder = TextEncoder(encoder_dir, hidden_dim=None, device=device, max_tokens=max_tokens, seed=seed)
+    encoder = TextEncoder(encoder_dir, device=device, max_tokens=max_tokens, seed=seed)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per batch
     out = torch.empty(len(texts), encoder.text_dim)
     with tqdm(total=len(texts), desc="encoding texts", unit="text", disable=not progress,
@@ -470,31 +465,3 @@ def precompute(desc_dir, dataset: str, encoder_dir, out=None, batch_size: int = 
 # -----------------------------------------------------------------------------
 # 5. signfuse precompute-text
 
-def cmd_precompute_text(args) -> None:
-    from signfuse.data.paths import description_dir
-    desc_root = description_dir(args.dataset, args.data_root, args.desc_dir).parent
-    summary = precompute(desc_root, args.dataset, args.desc_encoder or args.mt5_model, out=args.out,
-                         batch_size=args.batch_size, device=args.device,
-                         max_tokens=args.desc_max_tokens, seed=args.seed,
-                         progress=not args.no_progress)
-    print(json.dumps(summary, ensure_ascii=False))
-
-
-def register(sub) -> None:
-    """Add ``precompute-text`` to the ``signfuse`` sub-command parsers."""
-    text = "encode every distinct description text of a dataset once, into an embedding store"
-    sp = sub.add_parser("precompute-text", help=text, description=text + ". Re-running adds only "
-                        "the texts not yet in the store. Prints one JSON line (store path, "
-                        "texts total, newly encoded).")
-    from signfuse.flags import add_data_args, add_description_args, add_distributed_args, add_flags
-    add_data_args(sp, "dataset", "data_root", required=("dataset",))
-    add_description_args(sp, "desc_dir", "desc_encoder", "desc_max_tokens")  # as the run that uses the store
-    add_flags(sp, "mt5_model")
-    add_distributed_args(sp, "device")
-    sp.add_argument("--out", default=None, help="store file (default: <desc_dir>/<dataset>/"
-                    "text_store.<encoder identity hash>.safetensors)")
-    sp.add_argument("--batch_size", type=int, default=64, help="texts per encoder call")
-    sp.add_argument("--seed", type=int, default=0, help="with --desc_encoder tiny: the seed of "
-                    "its random weights")
-    sp.add_argument("--no_progress", action="store_true", help="no progress bar on stderr")
-    sp.set_defaults(func=cmd_precompute_text)

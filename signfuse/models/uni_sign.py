@@ -4,7 +4,7 @@ The pose encoder (``PoseEncoder``) turns the four keypoint parts into one vector
 of mT5's width. The prompt ("Translate sign language video to ...: </s>") is embedded with
 mT5's token embedding and put before the pose tokens; the attention mask is the prompt's
 mask followed by the frame mask. Training: label-smoothed cross entropy on the target
-sentence. Inference: beam search (unisign-compat.md section 5). State-dict keys are
+sentence. Inference: beam search (docs/unisign-compat.md section 5). State-dict keys are
 Uni-Sign's: the pose encoder's (with ``--rgb_support`` its RGB branch's too), then ``mt5_model.*``.
 """
 from dataclasses import replace
@@ -12,11 +12,13 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from signfuse.config import TINY_MT5, TINY_POSE_CHANNELS, ModelConfig
+from signfuse.config import TINY_MT5, TINY_MT5_DIR, TINY_POSE_CHANNELS, ModelConfig
 from signfuse.errors import InputError
 from signfuse.models.mt5 import load_mt5
 from signfuse.models.pose_encoder import PoseEncoder
 from signfuse.models.rgb_branch import load_backbone_weights
+from signfuse.models.text_fusion import DescriptionFusion, TextEncoder
+from signfuse.models.text_store import EmbeddingStore, encoder_identity
 
 TEXT_ENCODER_SEED = 0  # the tiny text encoder's random weights (fixed: stores stay valid across runs)
 
@@ -31,7 +33,6 @@ class Uni_Sign(PoseEncoder):
         self.tokenizer = tokenizer  # not a module: no state-dict keys
         self.last_gate = None  # (B, T, 1) gate of the last batch, with descriptions
         if cfg.use_descriptions:
-            from signfuse.models.text_fusion import DescriptionFusion
             self.text_fusion = DescriptionFusion(cfg)  # keys text_fusion.* (outside Uni-Sign's)
             # texts -> (N, cfg.text_dim) vectors: a frozen TextEncoder or an EmbeddingStore
             # (attach_text_source); the encoder holds no state-dict keys and no parameters
@@ -69,11 +70,6 @@ class Uni_Sign(PoseEncoder):
         frame_mask = batch["attention_mask"].to(device=pose.device, dtype=torch.long)  # (B, T)
         attention_mask = torch.cat([prompt["attention_mask"].to(pose.device), frame_mask], dim=1)  # (B, P+T)
         return inputs_embeds, attention_mask, gate
-
-    def embed_inputs(self, batch: dict) -> tuple:
-        """-> (inputs_embeds (B, P+T, d_model), attention_mask (B, P+T)): prompt first, then pose."""
-        inputs_embeds, attention_mask, _ = self.build_inputs(batch)
-        return inputs_embeds, attention_mask
 
     def tokenize_targets(self, targets: list) -> torch.Tensor:
         """Target sentences -> labels (B, L): padded to the longest, truncated, pad = -100."""
@@ -177,8 +173,7 @@ def mt5_width(path: str) -> int:
 def text_encoder_width(path: str) -> int:
     """d_model of the text encoder at ``path`` ("tiny" or a local mT5 directory), from its config."""
     from transformers import MT5Config
-    from signfuse.models.mt5 import tiny_mt5_dir
-    directory = tiny_mt5_dir() if path == TINY_MT5 else path
+    directory = TINY_MT5_DIR if path == TINY_MT5 else path
     try:
         return MT5Config.from_pretrained(str(directory), local_files_only=True).d_model
     except (OSError, ValueError) as e:
@@ -193,12 +188,10 @@ def attach_text_source(model: Uni_Sign, args, mt5_model: str = None, desc_encode
     encoder = desc_encoder or getattr(args, "desc_encoder", None) or mt5_model or args.mt5_model
     max_tokens = getattr(args, "desc_max_tokens", model.cfg.desc_max_tokens)
     if getattr(args, "desc_store", None):
-        from signfuse.models.text_store import EmbeddingStore, encoder_identity
         identity = encoder_identity(encoder, max_tokens=max_tokens, seed=TEXT_ENCODER_SEED)
         source = EmbeddingStore.open(args.desc_store, expected_identity=identity)
     else:
-        from signfuse.models.text_fusion import TextEncoder
-        source = TextEncoder(encoder, hidden_dim=None, max_tokens=max_tokens, seed=TEXT_ENCODER_SEED)
+        source = TextEncoder(encoder, max_tokens=max_tokens, seed=TEXT_ENCODER_SEED)
     if source.text_dim != model.cfg.text_dim:
         origin = args.desc_store if getattr(args, "desc_store", None) else encoder
         raise InputError(f"{origin}: description vectors are {source.text_dim} wide, the model's fusion "

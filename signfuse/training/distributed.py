@@ -9,6 +9,7 @@ import gc
 import hashlib
 import os
 import sys
+import tempfile
 import weakref
 from dataclasses import dataclass
 
@@ -17,7 +18,6 @@ import torch
 import torch.distributed as dist
 
 from signfuse.errors import InputError, SignfuseError
-
 
 #: printed (stderr) by a process whose group outlived ``cleanup`` (see ``import_before_the_group``)
 GROUP_HELD_WARNING = "the process group is still held after leaving it; its threads run on into interpreter exit"
@@ -81,7 +81,6 @@ def init_distributed(device_name: str | None = None, local_rank: int | None = No
 def init_single_process_group(info: DistInfo) -> None:
     """A process group of one (DeepSpeed wants one even for a single process started without
     a launcher): a file store in a temporary folder, no network port."""
-    import tempfile
     os.environ.setdefault("LOCAL_RANK", str(info.local_rank))  # deepspeed.initialize requires it
     store = os.path.join(tempfile.mkdtemp(prefix="signfuse_pg_"), "store")
     backend = "nccl" if info.device.type == "cuda" else "gloo"
@@ -96,7 +95,7 @@ def import_before_the_group(deepspeed: bool = False) -> None:
     destroy_process_group does not drop. A group kept so is not freed by ``cleanup``: its gloo
     threads run on into interpreter exit, where one of them can abort the process (SIGABRT,
     "terminate called without an active exception") after all the work is done."""
-    import torch.distributed.fsdp  # noqa: F401
+    import torch.distributed.fsdp  # noqa: F401 (here: its import is this function's work)
     if deepspeed:
         try:
             import deepspeed as _  # noqa: F401

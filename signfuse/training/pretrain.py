@@ -6,7 +6,7 @@ optimizer, schedule, engines, checkpoints, resuming); only the data differ:
     pretrain(args)
       read_corpus              the JSON label list, checked and packed once (data/news.py)
       pretraining_data         train = entries [0, int(0.99 N)), dev = [int(0.99 N), N)
-      run.train                + --quick_break's checkpoint.pth (run.quick_break_saver)
+      run.train                + --quick_break's checkpoint.pth (loop.quick_break_saver)
     --eval: heldout_datasets   test = the same held-out entries as dev (Uni-Sign evaluates them once)
 
 Stage 2 is stage 1's command with ``--finetune <stage 1>/best_checkpoint.pth --rgb_support``:
@@ -17,8 +17,10 @@ import time
 
 from signfuse.data import paths
 from signfuse.data.news import NewsDataset, NewsLabels, split_range
+from signfuse.describe.describer import build_describer
 from signfuse.errors import InputError
 from signfuse.training import run
+from signfuse.training.inputs import TrainData, announce_descriptions, rgb_settings
 
 #: the corpora whose label file is a JSON list in CSL-News's format (Uni-Sign's default paths)
 JSON_CORPORA = ("CSL_News", "YouTube_ASL")
@@ -53,17 +55,17 @@ def read_corpus(args, log=print) -> NewsLabels:
 def news_dataset(args, labels: NewsLabels, split: str, train: bool, describer=None) -> NewsDataset:
     return NewsDataset(labels, paths.pose_dir(args.dataset, split, args.data_root, args.pose_dir), args.dataset,
                        split, max_length=args.max_length, train=train, seed=args.seed,
-                       trust_pickles=args.trust_pickles, describer=describer, rgb=run.rgb_settings(args, split),
+                       trust_pickles=args.trust_pickles, describer=describer, rgb=rgb_settings(args, split),
                        max_samples=args.max_samples)
 
 
-def pretraining_data(args, log) -> run.TrainData:
+def pretraining_data(args, log) -> TrainData:
     """The training entries and the held-out ones (validated as 'dev'), with descriptions."""
-    describer = run.build_describer(args, log)
+    describer = build_describer(args, log)
     labels = read_corpus(args, log)
-    data = run.TrainData(describer, news_dataset(args, labels, "train", True, describer), "dev",
+    data = TrainData(describer, news_dataset(args, labels, "train", True, describer), "dev",
                          news_dataset(args, labels, "dev", False, describer))
-    run.announce_descriptions(describer, {"train": data.train, "dev": data.val}, args.trust_pickles, log)
+    announce_descriptions(describer, {"train": data.train, "dev": data.val}, args.trust_pickles, log)
     return data
 
 

@@ -14,7 +14,11 @@ import argparse
 
 import numpy as np
 
-from signfuse.config import CHECKPOINT_FLAGS, ModelConfig
+from signfuse.config import ModelConfig
+from signfuse.describe.describer import describer_settings
+from signfuse.flags import CHECKPOINT_FLAGS, FLAGS
+from signfuse.models.text_store import IDENTITY_FIELDS, encoder_identity
+from signfuse.models.uni_sign import TEXT_ENCODER_SEED, resolve_config
 from signfuse.training.checkpoint import FUSION_PREFIX, state_dict_of
 
 NOT_RECORDED = ("func", "given_flags")  # parts of an argparse namespace that are no settings
@@ -53,21 +57,7 @@ def text_encoder_identity(args) -> dict | None:
     --desc_max_tokens); None without --use_descriptions."""
     if not getattr(args, "use_descriptions", False):
         return None
-    from signfuse.models.text_store import encoder_identity
-    from signfuse.models.uni_sign import TEXT_ENCODER_SEED
     return encoder_identity(text_encoder_dir(args), max_tokens=args.desc_max_tokens, seed=TEXT_ENCODER_SEED)
-
-
-def describer_settings(args) -> dict | None:
-    """--describe rules: the rules describer's complete settings (``rules_settings``: --language,
-    --frame_size and --fps, defaults per dataset, and --desc_max_tokens), with the rules version
-    that ``args.rules_version`` records (a checkpoint's; ``PoseDescriber`` reports one that is not
-    this signfuse's); None when the descriptions come from files."""
-    if getattr(args, "describe", None) != "rules":
-        return None
-    from signfuse.describe.command import settings_from_args
-    settings = settings_from_args(args)
-    return {**settings, "version": getattr(args, "rules_version", None) or settings["version"]}
 
 
 def resolve_describer(args) -> argparse.Namespace:
@@ -113,12 +103,11 @@ def _fusion_from_weights(keys: dict, settings: dict) -> dict:
     return {}
 
 
-def given_flags(args) -> frozenset:
+def explicit_flags(args) -> frozenset:
     """The flags given on the command line (``cli.main`` records them in ``args.given_flags``);
     for a namespace built otherwise, the flags whose value is not their default."""
     if getattr(args, "given_flags", None) is not None:
         return frozenset(args.given_flags)
-    from signfuse.flags import FLAGS
     defaults = {dest: kw.get("default") for dest, (_, kw) in FLAGS.items()}
     return frozenset(k for k, v in vars(args).items() if k in defaults and plain(v) != plain(defaults[k]))
 
@@ -127,7 +116,7 @@ def apply_checkpoint_settings(args, checkpoint, path, log=print) -> argparse.Nam
     """A copy of ``args`` with the checkpoint's recorded settings for the flags not given; a
     given flag that differs from the checkpoint's value is reported in one line (the flag is used)."""
     saved, _ = saved_settings(checkpoint, path)
-    given, resolved, differ = given_flags(args), argparse.Namespace(**vars(args)), []
+    given, resolved, differ = explicit_flags(args), argparse.Namespace(**vars(args)), []
     for name, value in saved.items():  # also those the command has no flag for (it cannot change them)
         if name not in given:
             setattr(resolved, name, tuple(value) if isinstance(value, list) else value)
@@ -146,7 +135,6 @@ def resolve_model_config(args, checkpoint=None, path=None) -> ModelConfig:
     """The run's model configuration, resolved once: the architecture no flag sets from the
     checkpoint's recorded configuration, the flags' fields from ``args``, then the widths of
     the models used (``uni_sign.resolve_config``). Frozen: nothing changes it afterwards."""
-    from signfuse.models.uni_sign import resolve_config
     _, saved = saved_settings(checkpoint, path) if checkpoint is not None else ({}, {})
     cfg = ModelConfig.from_args(args, saved=saved)
     return resolve_config(cfg, args.mt5_model, text_encoder_dir(args))
@@ -158,7 +146,6 @@ def check_text_encoder(args, checkpoint, path, log=print) -> None:
     recorded = checkpoint.get("text_encoder") if isinstance(checkpoint, dict) else None
     if not recorded or not getattr(args, "use_descriptions", False):
         return
-    from signfuse.models.text_store import IDENTITY_FIELDS
     now = text_encoder_identity(args)
     differ = [f for f in IDENTITY_FIELDS if f != "encoder" and recorded.get(f) != now.get(f)]
     if differ:

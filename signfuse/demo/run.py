@@ -20,16 +20,36 @@ Without descriptions a model can at best guess between the two members of a pair
 models read the cue. ``run_demo`` returns the numbers as a dict.
 """
 import contextlib
+import io
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from signfuse.data.dataset import collate_fn
+from signfuse.demo.synthetic import make_synthetic
+from signfuse.demo.synthetic_video import write_videos
+from signfuse.describe.describer import build_describer, folder_describer
+from signfuse.flags import run_parser
+from signfuse.inference.plotting import (
+    frame_kinds,
+    gate_summary,
+    load_gates,
+    plot_gate,
+    plot_gate_summary,
+)
+from signfuse.metrics import read_results
+from signfuse.training import distributed as D
+from signfuse.training import inputs, model_setup, run
+from signfuse.training.engine import to_device
 
 DATASET = "Synthetic"
 
@@ -89,47 +109,19 @@ def run_flags(data_dir, output_dir, s: dict, seed: int, fusion=None, device: str
 
 
 def parse_run_args(flags: list):
-    from signfuse.flags import run_parser
     return run_parser().parse_args(flags)
 
 
-def build_model(args):
+def run_model(args):
     """The run's model (with its text source), on ``args.device``."""
-    from signfuse.training import distributed as D
-    from signfuse.training import run
     info = D.DistInfo(device=torch.device(args.device or "cpu"))
-    model, _ = run.build_run_model(args, info, log=lambda *_: None)
+    model, _ = model_setup.build_run_model(args, info, log=lambda *_: None)
     return model
-
-
-@torch.no_grad()
-def heldout_loss(model, args, split: str = "test", descriptions_off: bool = False) -> float:
-    """Teacher-forced loss (the training loss, label smoothing included) of ``model`` in eval
-    mode over ``split``, averaged over target tokens."""
-    from signfuse.training import distributed as D
-    from signfuse.training import run
-    from signfuse.training.engine import to_device
-    describer = run.build_describer(args)
-    ds = run.build_dataset(args, split, train=False, describer=describer)
-    loader = run.build_loader(ds, args, D.DistInfo(device=torch.device("cpu")), train=False)
-    model.eval()
-    device = next(model.parameters()).device
-    total, tokens = 0.0, 0
-    for batch in loader:
-        if not batch["names"]:
-            continue
-        batch = to_device(batch, device)
-        out = model(batch, descriptions_off=descriptions_off) if model.cfg.use_descriptions else model(batch)
-        n = int((model.tokenize_targets(batch["targets"]) != -100).sum())
-        total += float(out["loss"]) * n
-        tokens += n
-    return total / max(1, tokens)
 
 
 def paired_word_accuracy(pred_file, ref_file, pairs) -> float:
     """Share (%) of the paired words of the references that the predictions contain (counts
     clipped per sample): the words that only the descriptions tell apart."""
-    from signfuse.metrics import read_results
     paired = {w for pair in pairs for w in pair}
     preds, refs = read_results(pred_file, "prediction"), read_results(ref_file, "ground-truth")
     hit = total = 0
@@ -159,7 +151,6 @@ def _quiet(enabled: bool):
     if not enabled:
         yield
         return
-    import io
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         yield
 
@@ -167,7 +158,6 @@ def _quiet(enabled: bool):
 def _train_and_evaluate(key: str, flags: list, eval_flags: list, threads: int, quiet: bool) -> dict:
     """One of the runs: train, evaluate on dev and test, count parameters. Runs in a worker
     process when the demo trains the models side by side."""
-    from signfuse.training import run
     torch.set_num_threads(threads)
     with _quiet(quiet):
         t0 = time.time()
@@ -176,7 +166,7 @@ def _train_and_evaluate(key: str, flags: list, eval_flags: list, threads: int, q
         t0 = time.time()
         results = run.evaluate(parse_run_args(eval_flags))
         eval_s = time.time() - t0
-        params = run.count_parameters(build_model(parse_run_args(flags)))
+        params = model_setup.count_model_parameters(run_model(parse_run_args(flags)))
     return {"key": key, "results": json.loads(json.dumps(results, default=float)), "train_s": train_s,
             "eval_s": eval_s, "parameters": params[0], "fusion_parameters": params[1]}
 
@@ -187,8 +177,6 @@ def _run_all(jobs: list, workers: int, threads: int, quiet: bool) -> dict:
     if workers <= 1:
         with _threads(threads):
             return {job[0]: _train_and_evaluate(*job, threads, quiet) for job in jobs}
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_train_and_evaluate, *job, threads, quiet) for job in jobs]
         return {done["key"]: done for done in (f.result() for f in futures)}
@@ -229,14 +217,12 @@ def _table_rows(out: Path, done: dict, pairs) -> dict:
 
 # ----------------------------------------------------------------------------- gates
 
-def gate_by_kind(gates_file, desc_dir) -> dict:
+def gate_by_kind(gates_file, data) -> dict:
     """{kind: {"frames", "mean", "median", "std"}} of the gate over a split's frames (the
     ``<split>_gates.npz`` of an evaluation), per alignment kind (the saved ``alignment``, else
     recomputed from the description files with the demo's alignment, interpolate)."""
-    from signfuse.data.descriptions import Describer
-    from signfuse.plotting import frame_kinds, gate_summary, load_gates
     gates = load_gates(gates_file)
-    describer = Describer(desc_dir)
+    describer = folder_describer(DATASET, data_root=data)
     kinds = {name: frame_kinds(sample, describer, name) for name, sample in gates.items()}
     return {k: {s: v for s, v in d.items() if s != "values"} for k, d in gate_summary(gates, kinds).items()}
 
@@ -245,12 +231,9 @@ def gate_by_kind(gates_file, desc_dir) -> dict:
 def gate_without_descriptions(eval_flags: list, name: str) -> np.ndarray:
     """The gate of test sample ``name`` when every frame carries the mask embedding
     (``--eval_descriptions off``), from the run's best checkpoint."""
-    from signfuse.data.dataset import collate_fn
-    from signfuse.training import run
-    from signfuse.training.engine import to_device
     args = parse_run_args(eval_flags)
-    model = build_model(args).eval()
-    ds = run.build_dataset(args, "test", train=False, describer=run.build_describer(args))
+    model = run_model(args).eval()
+    ds = inputs.build_dataset(args, "test", train=False, describer=build_describer(args))
     index = next(i for i, k in enumerate(ds.keys) if ds.labels[k]["name"] == name)
     batch = to_device(collate_fn([ds[index]]), next(model.parameters()).device)
     return model(batch, descriptions_off=True)["gate"][0, :, 0].float().cpu().numpy()
@@ -272,12 +255,10 @@ def _plot_gates(out: Path, data: Path, eval_flags: list) -> dict:
     """The gated model's gate plot of one test sample (with its descriptions, with them off,
     and the cross-attention model's gate on the same frames) and its gate distribution over
     the test split; returns their paths and the sample's name."""
-    from signfuse.data.descriptions import Describer
-    from signfuse.plotting import frame_kinds, load_gates, plot_gate, plot_gate_summary
     gates_file = out / "gated" / "eval" / "test_gates.npz"
     gates = load_gates(gates_file)
     cross = load_gates(out / "cross_attn" / "eval" / "test_gates.npz")
-    describer = Describer(data / "description" / DATASET)
+    describer = folder_describer(DATASET, data_root=data)
     name = _pick_sample(gates, describer)
     off = gate_without_descriptions(eval_flags, name)
     plot = plot_gate(gates[name], name, out / f"gate_{name}.png", describer.descriptions(name),
@@ -302,7 +283,6 @@ def run_demo(out_dir="signfuse_demo", quick: bool = False, seed: int = 0, device
     ``workers``: processes training the models side by side (default: one per model, at most
     one per core). ``overrides``: any key of ``FULL``.
     """
-    from signfuse.data.synthetic import make_synthetic
 
     s = settings(quick, **overrides)
     workers = default_workers() if workers is None else max(1, int(workers))
@@ -320,8 +300,7 @@ def run_demo(out_dir="signfuse_demo", quick: bool = False, seed: int = 0, device
          + (f"side by side in {workers} processes" if workers > 1 else "one after the other") + " ...")
     done = _run_all(jobs, workers, s["threads"], quiet=not verbose)
     rows = _table_rows(out, done, summary["pairs"])
-    desc_dir = data / "description" / DATASET
-    gates = {key: gate_by_kind(out / key / "eval" / "test_gates.npz", desc_dir) for key, fusion, _ in MODELS if fusion}
+    gates = {key: gate_by_kind(out / key / "eval" / "test_gates.npz", data) for key, fusion, _ in MODELS if fusion}
     plots = _plot_gates(out, data, dict((k, e) for k, _, e in jobs)["gated"])
     times = {"total": time.time() - t_start,
              **{f"{step}_{key}": done[key][f"{step}_s"] for key in done for step in ("train", "eval")}}
@@ -425,47 +404,6 @@ def readme_table(records: list) -> str:
     return "\n".join(lines)
 
 
-def cmd_demo(args) -> None:
-    if args.table:
-        print(readme_table([json.loads(Path(f).read_text(encoding="utf-8")) for f in args.table]))
-        return
-    if getattr(args, "rgb", False):  # the RGB-pose branch instead (a separate, smaller demo)
-        run_rgb_demo(args.out if args.out != "signfuse_demo" else "signfuse_demo_rgb", seed=args.seed,
-                     device=args.device, verbose=args.verbose, samples=args.samples, epochs=args.epochs,
-                     threads=args.threads)
-        return
-    run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, workers=args.workers,
-             verbose=args.verbose, results_file=args.results, samples=args.samples, epochs=args.epochs,
-             threads=args.threads)
-
-
-def register(sub) -> None:
-    from signfuse.flags import add_flags
-    sp = sub.add_parser("demo", help="generate synthetic data, train pose-only, gated and cross-attention models, compare",
-                        description="Generate the synthetic benchmark, fine-tune the pose-only, the gated and the "
-                                    "cross-attention model from the same initial weights on CPU, evaluate them "
-                                    "(the fusions also with their descriptions off), print the comparison and save "
-                                    "the gate plots (measured: 3.5 minutes on 2 free cores, 6-12 on 2 busy ones; --quick: 20 s).")
-    sp.add_argument("--out", default="signfuse_demo", help="output folder (data, runs, table, plots)")
-    sp.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (CI)")
-    add_flags(sp, "seed", "device", default={"seed": 0, "device": "cpu"})
-    sp.add_argument("--samples", type=int, default=None, help=f"videos to generate (default: {FULL['samples']}, --quick {QUICK['samples']})")
-    add_flags(sp, "epochs", default={"epochs": None})
-    sp.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default 1)")
-    sp.add_argument("--workers", type=int, default=None,
-                    help=f"processes training the models side by side (default: {len(MODELS)}, at most one per core)")
-    sp.add_argument("--results", default=None, metavar="FILE",
-                    help="also write the figures with the commit, CPU and torch version to FILE "
-                         "(e.g. docs/results/demo-<seed>.json)")
-    sp.add_argument("--verbose", action="store_true", help="show the runs' own logs and progress bars")
-    sp.add_argument("--table", nargs="+", default=None, metavar="FILE",
-                    help="print the Markdown table of --results files (the README's) and stop")
-    sp.add_argument("--rgb", action="store_true",
-                    help="instead: the RGB-pose branch end to end (videos, hand crops, EfficientNet-B0, the fusion "
-                         "gate) with descriptions, on synthetic data with videos (run_rgb_demo; output signfuse_demo_rgb)")
-    sp.set_defaults(func=cmd_demo)
-
-
 # ----------------------------------------------------------------------------- --rgb
 
 #: ``signfuse demo --rgb``: a smaller budget than the main demo (EfficientNet-B0 runs on every hand crop)
@@ -482,9 +420,6 @@ def run_rgb_demo(out_dir="signfuse_demo_rgb", seed: int = 0, device: str = "cpu"
     path end to end (frame-exact video reading, hand crops, EfficientNet-B0, PGF, a gate that
     learns); the videos hold nothing the pose lacks, so no gain over pose-only is expected or
     claimed. ``overrides``: keys of ``FULL``. Returns the figures (also ``<out_dir>/demo_rgb_results.json``)."""
-    from signfuse.data.synthetic import make_synthetic
-    from signfuse.data.synthetic_video import write_videos
-    from signfuse.training import run
     s = settings(True, **{**RGB_DEMO, **{k: v for k, v in overrides.items() if v is not None}})
     out, t0 = Path(out_dir), time.time()
     data, run_dir = out / "data", out / "rgb_gated"
@@ -521,15 +456,13 @@ def run_rgb_demo(out_dir="signfuse_demo_rgb", seed: int = 0, device: str = "cpu"
 
 @torch.no_grad()
 def rgb_gate_mean(eval_flags: list) -> float:
-    """The mean of the RGB fusion gate (``fusion_gate``'s output, rgb-pose.md 8.2) over the hand
+    """The mean of the RGB fusion gate (``fusion_gate``'s output, docs/rgb-pose.md 8.2) over the hand
     nodes of every real crop of the test split, from the run's best checkpoint."""
-    from signfuse.data.dataset import collate_fn
-    from signfuse.training import run
     args = parse_run_args(eval_flags)
-    model = build_model(args).eval()
+    model = run_model(args).eval()
     values = []
     hook = model.fusion_gate.register_forward_hook(lambda module, inputs, output: values.append(output.flatten()))
-    ds = run.build_dataset(args, "test", train=False)
+    ds = inputs.build_dataset(args, "test", train=False)
     for start in range(0, len(ds), args.batch_size):
         model.encode_pose(collate_fn([ds[i] for i in range(start, min(start + args.batch_size, len(ds)))]))
     hook.remove()

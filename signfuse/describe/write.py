@@ -3,7 +3,7 @@
 For each sample of the dataset (every split, or ``--split``), in Uni-Sign's layout
 (``signfuse.data.paths``), it reads the pose file and writes
 ``<desc_dir>/<dataset>/<sample_id>.json`` (``sample_id``: the stem of the sample's
-``video_path``) in the segments form of descriptions.md: top-level ``generator`` (name,
+``video_path``) in the segments form of docs/descriptions.md: top-level ``generator`` (name,
 version, every parameter) and ``pose_sha256`` (of the pose file's bytes), then
 ``segments``, one per line, covering every frame of the sample ([start, end) of the pose
 file, the whole file when it has no start/end) in original frame numbers.
@@ -17,13 +17,16 @@ file, the whole file when it has no start/end) in original frame numbers.
 """
 import hashlib
 import json
+import multiprocessing
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from signfuse.data import paths
 from signfuse.data.labels import load_labels
+from signfuse.data.news import NewsLabels
 from signfuse.data.pose import load_pose, pose_path
 from signfuse.describe.rules import RulesDescriber, rules_settings
 from signfuse.errors import InputError, SampleError
@@ -142,7 +145,6 @@ def dataset_samples(args, videos: bool = False) -> tuple:
 def json_corpus_samples(args, videos: bool = False) -> tuple:
     """``dataset_samples`` of a pre-training corpus (one JSON label list for every split, read
     once): sample id = the stem of its video, pose file ``<pose_dir>/<pose>``."""
-    from signfuse.data.news import NewsLabels
     labels = NewsLabels(paths.label_path(args.dataset, "train", args.data_root, args.label_dir))
     folder = paths.pose_dir(args.dataset, "train", args.data_root, args.pose_dir)
     video_folder = paths.rgb_dir(args.dataset, "train", args.data_root, args.rgb_dir) if videos else None
@@ -179,14 +181,12 @@ def _describe_task(task: tuple) -> tuple:
 
 def run_tasks(tasks: list, init_args: tuple, workers: int, progress: bool):
     """Yield ``_describe_task``'s results in the order of ``tasks``, over ``workers`` processes."""
-    from tqdm import tqdm
     bar = tqdm(total=len(tasks), desc="describe", unit="video", disable=not progress, mininterval=1.0)
     if workers <= 1:
         _init_worker(*init_args)
         results = map(_describe_task, tasks)
         pool = None
     else:
-        import multiprocessing
         pool = multiprocessing.get_context().Pool(workers, initializer=_init_worker, initargs=init_args)
         results = pool.imap(_describe_task, tasks, chunksize=max(1, min(32, len(tasks) // (4 * workers))))
     try:
@@ -227,26 +227,3 @@ def describe_dataset(args, progress: bool = True) -> DescribeSummary:
     return summary
 
 
-def cmd_describe(args) -> None:
-    if args.describer == "vlm":
-        from signfuse.describe.vlm import describe_dataset_vlm
-        print(describe_dataset_vlm(args, progress=sys.stderr.isatty()).format())
-        return
-    print(describe_dataset(args, progress=sys.stderr.isatty()).format())
-
-
-def register(sub) -> None:
-    sp = sub.add_parser("describe", help="write action descriptions of a dataset's videos (from the pose by "
-                                         "rules, or by a local vision-language model)")
-    from signfuse.flags import add_data_args, add_description_args  # the flags runs take, defined once
-    add_data_args(sp, "dataset", "data_root", "label_dir", "pose_dir", "split", "trust_pickles", required=("dataset",))
-    # the output: <desc_dir>/<dataset>/<sample_id>.json, as runs read them; the rules describer's settings
-    add_description_args(sp, "desc_dir", "language", "frame_size", "fps", "desc_max_tokens")
-    g = sp.add_argument_group("describe")
-    g.add_argument("--describer", default="rules", choices=("rules", "vlm"),
-                   help="rules: from the pose keypoints (deterministic, CPU); vlm: a local vision-language model")
-    g.add_argument("--workers", type=int, default=1, help="processes")
-    g.add_argument("--overwrite", action="store_true", help="rewrite files that are up to date")
-    from signfuse.describe.vlm import add_vlm_args
-    add_vlm_args(sp)
-    sp.set_defaults(func=cmd_describe)

@@ -2,7 +2,7 @@
 
 The tiny tokenizer shipped in ``signfuse/assets/tiny_mt5`` is trained on text built from
 these lists (``tools/make_tiny_assets.py``), and the synthetic generator
-(``signfuse.data.synthetic``) draws its sentences and descriptions from them. Change a
+(``signfuse.demo.synthetic``) draws its sentences and descriptions from them. Change a
 list here and regenerate the assets.
 """
 

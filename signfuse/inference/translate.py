@@ -1,29 +1,29 @@
 """``signfuse translate VIDEO... --finetune CKPT``: sign language videos in, translations out.
 
 For each video, in order:
-1. pose: the video's pose file in Uni-Sign's format (``signfuse.pose_extraction``, rtmlib),
+1. pose: the video's pose file in Uni-Sign's format (``signfuse.inference.pose_extraction``, rtmlib),
    cached: ``<cache_dir>/<video stem>.pkl`` with ``--cache_dir``, else ``<video stem>.pose.pkl``
    next to the video. A cached file is used again unless ``--overwrite``, or unless signfuse
    made it with other models (its ``extraction`` block names them); a pose file made by
    another tool (no ``extraction`` block, e.g. Uni-Sign's own) is used as it is (said on stderr).
-2. translation: exactly ``signfuse predict`` on that pose file, by one ``signfuse.predict.Predictor``
+2. translation: exactly ``signfuse predict`` on that pose file, by one ``signfuse.inference.predict.Predictor``
    for all the videos (the checkpoint is read and the model built once; the checkpoint's
    configuration decides the describer and the RGB branch): its namespace is predict's own
    defaults, overridden by the flags given here (same names, same meaning); the video gives
    the hand crops of an RGB-pose checkpoint.
 The translation is printed, one line per video (``--json``: one JSON object per line with the
 text, the pose file, timings per stage in seconds (pose, load, describe, rgb_crops, generate,
-total) and the gate summary (``signfuse.predict.gate_summary``; null for a pose-only model)).
+total) and the gate summary (``signfuse.inference.predict.gate_summary``; null for a pose-only model)).
 The pose stage needs rtmlib (``signfuse[pose]``) only when a pose file must be made.
 """
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from signfuse import pose_extraction
 from signfuse.errors import InputError, SampleError
+from signfuse.inference import pose_extraction
+from signfuse.inference.predict import Predictor
 from signfuse.safe_pickle import load_pickle
 
 
@@ -94,29 +94,9 @@ class Poses:
         return target, "extracted"
 
 
-def predict_parser() -> argparse.ArgumentParser:
-    """The parser of ``signfuse predict`` (whatever flags it has)."""
-    from signfuse import cli
-    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return sub.choices["predict"]
-
-
-def predict_args(args, predict: argparse.ArgumentParser) -> argparse.Namespace:
-    """The namespace of the videos' Predictor: predict's defaults, then the values of this
-    command's flags that predict has (same names, same meaning)."""
-    ns = argparse.Namespace(**{a.dest: predict.get_default(a.dest) for a in predict._actions if a.dest != "help"})
-    for name, value in vars(args).items():
-        if hasattr(ns, name) and name not in ("pose", "func"):
-            setattr(ns, name, value)
-    ns.pose = ns.video = None  # given per video
-    given = getattr(args, "given_flags", None)
-    ns.given_flags = None if given is None else frozenset(given) & set(vars(ns))
-    return ns
-
-
-def translate_videos(args):
-    """Yield, per video of ``args.videos`` in order, its result dict (text, pose file, timings, gates)."""
-    from signfuse.predict import Predictor
+def translate_videos(args, predict_args: argparse.Namespace):
+    """Yield, per video of ``args.videos`` in order, its result dict (text, pose file, timings, gates);
+    ``predict_args``: the namespace of ``signfuse predict`` for the videos' Predictor."""
     videos = [Path(v) for v in args.videos]
     for video in videos:  # every video is checked before any work
         if not video.is_file():
@@ -124,7 +104,7 @@ def translate_videos(args):
     if args.description and len(videos) > 1:
         raise InputError(f"--description {args.description}: the description file of one video; "
                          f"{len(videos)} videos given")
-    predictor = Predictor(predict_args(args, predict_parser()))  # reads the checkpoint (a bad one stops here)
+    predictor = Predictor(predict_args)  # reads the checkpoint (a bad one stops here)
     poses = Poses(args)
     for video in videos:
         start = time.perf_counter()
@@ -137,38 +117,3 @@ def translate_videos(args):
                "timings_s": {k: round(v, 4) for k, v in timings.items()}, "gates": details["gates"]}
 
 
-def cmd_translate(args) -> None:
-    for result in translate_videos(args):
-        if args.json:
-            print(json.dumps(result, ensure_ascii=False), flush=True)
-        else:
-            print(" ".join(result["text"].splitlines()), flush=True)
-
-
-RULES_FRAME_NOTE = ("The rules describer (--describe rules) takes --frame_size and --fps from the checkpoint "
-                    "(its training data's, so that its texts follow training's convention; else the dataset's "
-                    "defaults), not the video's "
-                    "frame size and frame rate that the pose file records; give the flags to change them.")
-
-
-def register(sub) -> None:
-    from signfuse import flags as cli
-    sp = sub.add_parser("translate", help="translate sign language videos (pose extraction, then predict)",
-                        description=__doc__.split("\n\n")[0], epilog=RULES_FRAME_NOTE)
-    g = sp.add_argument_group("inputs")
-    g.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
-    cli.add_flags(g, "finetune", required=("finetune",))
-    g.add_argument("--description", default=None, help="description .json file of the video (one video only)")
-    g = sp.add_argument_group("output and pose files")
-    g.add_argument("--json", action="store_true", help="one JSON object per video: text, pose file, timings, gates")
-    g.add_argument("--cache_dir", default=None,
-                   help="folder of the pose files (<stem>.pkl; default: <stem>.pose.pkl next to each video)")
-    pose_extraction.add_extraction_args(sp)
-    # predict's own flags (the checkpoint's settings unless given), as `signfuse predict` has them
-    cli.add_data_args(sp, "dataset", "max_length")
-    cli.add_flags(sp.add_argument_group("model"), "mt5_model")
-    cli.add_description_args(sp, "describe", "language", "frame_size", "fps", *cli.DESCRIPTION_MODEL)
-    cli.add_generation_args(sp)
-    cli.add_distributed_args(sp, "device")
-    cli.add_rgb_args(sp, "rgb_support", "rgb_eval_sampling", "rgb_crop")
-    sp.set_defaults(func=cmd_translate)

@@ -27,14 +27,25 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from signfuse.data.dataset import collate_fn, make_item
+from signfuse.data.hand_crops import RGBSettings, load_hand_crops
 from signfuse.data.pose import PoseRecord, load_pose, pose_record
+from signfuse.describe.describer import build_describer, describer_settings
 from signfuse.errors import InputError, SampleError
-from signfuse.training.checkpoint import load_weights, safe_torch_load, state_dict_of
-from signfuse.training.settings import apply_checkpoint_settings, check_text_encoder, describer_settings, \
-    given_flags, resolve_model_config, saved_settings
+from signfuse.models.rgb_branch import HANDS, has_rgb_weights, valid_rows
+from signfuse.training.checkpoint import safe_torch_load, state_dict_of
+from signfuse.training.distributed import DistInfo, pick_device
+from signfuse.training.model_setup import build_run_model
+from signfuse.training.settings import (
+    apply_checkpoint_settings,
+    check_text_encoder,
+    explicit_flags,
+    resolve_model_config,
+    saved_settings,
+)
 
 STAGES = ("load", "describe", "rgb_crops", "generate")  # the timings a prediction reports (seconds)
 
@@ -54,7 +65,7 @@ def predict_file(args, pose=None, details=None) -> str:
     predictor = Predictor(args)
     args = predictor.args
     video = getattr(args, "video", None)
-    if video and not predictor.cfg.rgb_support and "video" in given_flags(args):
+    if video and not predictor.cfg.rgb_support and "video" in explicit_flags(args):
         warn(f"warning: {args.finetune} has no RGB-branch weights (trained without --rgb_support): "
              f"--video {video} is not used")
     return predictor.predict(args.pose if pose is None else pose, str(args.pose), video=video, details=details)
@@ -71,7 +82,6 @@ class Predictor:
         args = apply_checkpoint_settings(args, self.checkpoint, args.finetune, log=warn)
         self.args = rgb_from_weights(args, self.checkpoint)
         self.cfg = resolve_model_config(self.args, self.checkpoint, args.finetune)
-        from signfuse.training.distributed import pick_device
         self.device = pick_device(args.device)
         self.describe = describer(self.args, self.cfg)  # reads --description now: a bad file stops here
         self.model = None
@@ -79,14 +89,11 @@ class Predictor:
 
     def load(self) -> None:
         """Build the model, attach its text source, load the checkpoint's weights (once)."""
-        from signfuse.models.uni_sign import attach_text_source, build_model
         start = time.perf_counter()
         check_text_encoder(self.args, self.checkpoint, self.args.finetune, log=warn)
-        model = build_model(self.cfg, self.args.mt5_model)
-        if self.cfg.use_descriptions:
-            attach_text_source(model, self.args)
-        load_weights(model, self.args.finetune, log=lambda *_: None, checkpoint=self.checkpoint)
-        self.model, self.checkpoint = model.to(self.device).eval(), None  # the weights are in the model now
+        model, _ = build_run_model(self.args, DistInfo(device=self.device), log=lambda *_: None,
+                                   checkpoint=self.checkpoint, cfg=self.cfg)  # the path of training and eval
+        self.model, self.checkpoint = model.eval(), None  # the weights are in the model now
         self.load_seconds += time.perf_counter() - start
 
     def predict(self, pose, name: str, video=None, details: dict = None) -> str:
@@ -132,9 +139,8 @@ def rgb_from_weights(args, checkpoint):
     (Uni-Sign's ``{'model': state_dict}``) and the flag is not given: an RGB-pose checkpoint runs
     its RGB branch, as its description-fusion weights tell whether it fuses descriptions."""
     saved, _ = saved_settings(checkpoint, args.finetune)
-    if "rgb_support" in saved or "rgb_support" in given_flags(args):
+    if "rgb_support" in saved or "rgb_support" in explicit_flags(args):
         return args
-    from signfuse.models.rgb_branch import has_rgb_weights
     args.rgb_support = has_rgb_weights(state_dict_of(checkpoint, args.finetune))
     return args
 
@@ -190,7 +196,6 @@ def gate_summary(model, batch: dict, rgb_outputs: list) -> dict | None:
                 "mean_described": gate[described].mean().item() if described.any() else None,
                 "described_share": described.float().mean().item()}
     if model.cfg.rgb_support:
-        from signfuse.models.rgb_branch import HANDS, valid_rows
         T = batch["attention_mask"].shape[1]
         fused = [hand for hand in HANDS if valid_rows(batch[f"{hand}_sampled_indices"], batch[f"{hand}_rgb_len"],
                                                       1, T)[0].numel()]
@@ -214,18 +219,16 @@ def describer(args, cfg):
                  f"--use_descriptions): --description {args.description} is not used")
         return None
     if args.description:
-        if args.describe == "rules" and "describe" in given_flags(args):
+        if args.describe == "rules" and "describe" in explicit_flags(args):
             raise InputError(f"--describe rules and --description {args.description}: give one of them "
                              "(rules: the descriptions are made from --pose)")
-        from_file = single_file_describer(args.description, args.desc_alignment, args.max_gap)
-        return lambda sample_id, pose, frames: from_file(frames)
-    rules = describer_settings(args)
-    if rules is not None:
-        from signfuse.data.descriptions import PoseDescriber
+        from_file = build_describer(args, warn, description_file=args.description)
+        return lambda sample_id, pose, frames: from_file.describe(sample_id, frames)
+    if describer_settings(args) is not None:
         # settings checked now, another rules version reported once; then one describer per pose
         # (a PoseDescriber caches each sample id's texts: two videos may share a name)
-        PoseDescriber(rules, args.desc_alignment, args.max_gap, warn=lambda message: warn(f"warning: {message}"))
-        return lambda sample_id, pose, frames: PoseDescriber(rules, args.desc_alignment, args.max_gap).describe(
+        build_describer(args, warn)
+        return lambda sample_id, pose, frames: build_describer(args, lambda *_: None).describe(
             sample_id, frames, pose=pose)
     return lambda sample_id, pose, frames: ([[] for _ in frames], [0] * len(frames))
 
@@ -239,21 +242,9 @@ def hand_crops(args, cfg, pose, frames, video, name) -> dict:
     if not video:
         raise InputError(f"{args.finetune}: an RGB-pose model (--rgb_support): give the sign video of "
                          f"{name} with --video (its hand crops are part of the model's input)")
-    import numpy as np
-    from signfuse.data.hand_crops import RGBSettings, load_hand_crops
     settings = RGBSettings(video_dir=str(Path(video).parent), crop=args.rgb_crop, eval_sampling=args.rgb_eval_sampling)
     try:  # --rgb_eval_sampling random: from a fixed seed (the same crops every time)
         return load_hand_crops(pose, frames, video, settings, train=False, rng=np.random.default_rng(0),
                                keypoints=pose.exact_keypoints)
     except SampleError as e:
         raise InputError(str(e)) from None
-
-
-def single_file_describer(path, strategy, max_gap):
-    """frames -> (aligned, has_description) from one description file (errors stop the command)."""
-    from signfuse.data.descriptions import TemporalAligner, read_description_file
-    try:
-        descriptions, _ = read_description_file(Path(path))
-    except SampleError as e:
-        raise InputError(str(e)) from None
-    return lambda frames: TemporalAligner(descriptions, [int(f) for f in frames], strategy, max_gap).align()

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from signfuse.data.lexicon import WORDS
+from signfuse.demo.lexicon import WORDS
 from signfuse.describe import rules
 from signfuse.errors import InputError
 
