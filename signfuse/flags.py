@@ -190,13 +190,13 @@ _flag("--videos", action="store_true",
            "(dataset/Synthetic/rgb_format/<split>/: the input of --rgb_support)")
 # description predictor (descriptions at training only)
 # pre-training (Uni-Sign stages 1 and 2)
-_flag("--quick_break", type=int, default=0,
+_flag("--quick_break", group="pretraining", type=int, default=0,
       help="pre-training: overwrite checkpoint.pth every N micro-batches of an epoch (<= 0: once per epoch); "
            "training goes on")
-_flag("--label_file", default=None,
+_flag("--label_file", group="pretraining", resume=True, default=None,
       help="pre-training: the JSON label list [{video, pose, text}] (default: Uni-Sign's "
            "<data_root>/data/<dataset>/<dataset>_Labels.json, e.g. data/CSL_News/CSL_News_Labels.json)")
-_flag("--keep_checkpoints", type=int, default=0,
+_flag("--keep_checkpoints", group="resuming", valid=at_least(0), type=int, default=0,
       help="keep only the newest N checkpoint_<epoch>.pth (0: all, as Uni-Sign)")
 # speed (compiled path)
 # seeing it (render, export-pose, serve)
@@ -247,6 +247,7 @@ EVALUATION = _group("evaluation")
 DISTRIBUTED = _group("distributed")
 RESUMING = _group("resuming")
 RGB = _group("rgb")
+PRETRAINING = _group("pretraining")
 
 
 def add_data_args(p, *dests, required=()) -> None:
@@ -282,7 +283,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     add_description_args(p)
     add_flags(p.add_argument_group("evaluation"), *GENERATION, *EVALUATION)
     add_distributed_args(p)
-    add_flags(p.add_argument_group("long runs"), *RESUMING, "keep_checkpoints")
+    add_flags(p.add_argument_group("long runs"), *RESUMING)
     add_rgb_args(p)
 
 
@@ -303,7 +304,7 @@ def pretrain_parser(prog="pre_training.py") -> argparse.ArgumentParser:
 
 def add_pretrain_args(p) -> None:
     add_run_args(p)
-    add_flags(p.add_argument_group("pre-training"), "quick_break", "label_file")
+    add_flags(p.add_argument_group("pre-training"), *PRETRAINING)
     p.set_defaults(dataset="CSL_News")
 
 
