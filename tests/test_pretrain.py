@@ -15,6 +15,8 @@ import torch
 from conftest import REPO, launch, make_pose, write_pickle
 from news_corpus import make_news_corpus
 from signfuse import cli
+from signfuse.config import ModelConfig
+from signfuse.data import paths
 from signfuse.data.news import NewsDataset, NewsLabels, PackedStrings, split_range
 from signfuse.errors import InputError
 from signfuse.models.rgb_branch import RGB_PREFIXES
@@ -243,3 +245,14 @@ def test_describe_writes_one_file_per_entry_of_a_json_corpus(corpus, tmp_path):
     assert files == [f"clip_{i:04d}.json" for i in range(400)]
     # entries 0 and 12 link the same pose file: the same descriptions
     assert (tmp_path / "CSL_News" / "clip_0000.json").read_bytes() == (tmp_path / "CSL_News" / "clip_0012.json").read_bytes()
+
+
+def test_corpora_prompts_and_default_paths(tmp_path):
+    assert ModelConfig(dataset="CSL_News").prompt == "Translate sign language video to Chinese: "
+    assert ModelConfig(dataset="YouTube_ASL").prompt == "Translate sign language video to English: "
+    label = tmp_path / "data" / "YouTube_ASL" / "YouTube_ASL_Labels.json"
+    label.parent.mkdir(parents=True)
+    label.write_text("[]")
+    assert paths.label_path("YouTube_ASL", "dev", tmp_path) == label
+    (tmp_path / "dataset" / "YouTube_ASL" / "rgb_format").mkdir(parents=True)
+    assert paths.rgb_dir("YouTube_ASL", "test", tmp_path) == tmp_path / "dataset" / "YouTube_ASL" / "rgb_format"
