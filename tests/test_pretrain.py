@@ -21,6 +21,7 @@ from signfuse.data.news import NewsDataset, NewsLabels, PackedStrings, split_ran
 from signfuse.errors import InputError
 from signfuse.models.rgb_branch import RGB_PREFIXES
 from signfuse.models.uni_sign import Uni_Sign
+from signfuse.training.loop import drop_old_checkpoints
 
 # The held-out references as Uni-Sign's evaluation writes them for CSL_News: '，' -> ',' and
 # '？' -> '?', spaces removed, then the characters joined by spaces (written by hand).
@@ -256,3 +257,14 @@ def test_corpora_prompts_and_default_paths(tmp_path):
     assert paths.label_path("YouTube_ASL", "dev", tmp_path) == label
     (tmp_path / "dataset" / "YouTube_ASL" / "rgb_format").mkdir(parents=True)
     assert paths.rgb_dir("YouTube_ASL", "test", tmp_path) == tmp_path / "dataset" / "YouTube_ASL" / "rgb_format"
+
+
+def test_keep_checkpoints_drops_only_older_epoch_checkpoints(tmp_path):
+    names = [f"checkpoint_{e}.pth" for e in range(5)] + ["checkpoint.pth", "best_checkpoint.pth", "last.pth"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    drop_old_checkpoints(tmp_path, epoch=4, keep=0)  # 0: keep all (Uni-Sign)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    drop_old_checkpoints(tmp_path, epoch=4, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["checkpoint_3.pth", "checkpoint_4.pth", "checkpoint.pth", "best_checkpoint.pth", "last.pth"])
