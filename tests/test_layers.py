@@ -11,8 +11,7 @@ import pytest
 from conftest import REPO
 
 #: packages imported inside functions, on first use: optional, or slow to import and needed by few commands
-HEAVY_OPTIONAL = {"transformers", "torchvision", "deepspeed", "rtmlib", "onnxruntime", "cv2", "av", "PIL",
-                  "matplotlib", "safetensors"}
+HEAVY_OPTIONAL = {"transformers", "torchvision", "deepspeed", "rtmlib", "onnxruntime", "cv2", "PIL", "matplotlib"}
 #: the in-function imports that are not about weight: their place is their function's work
 DELIBERATE = {("signfuse/training/distributed.py", "torch.distributed.fsdp"),  # imported before the group exists
               ("signfuse/training/session.py", "torch.utils.tensorboard")}  # TensorBoard: rank 0 only
@@ -57,8 +56,13 @@ def test_in_function_imports_are_seen(tmp_path):
 
 
 def tracked_files() -> list:
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
-    return [REPO / name for name in listed.decode().split("\0") if name]
+    """The files git tracks; outside a git checkout (an unpacked archive), every file but the
+    hidden folders and caches."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True)
+    if listed.returncode == 0:
+        return [REPO / name for name in listed.stdout.decode().split("\0") if name]
+    return [path for path in REPO.rglob("*")
+            if not any(part.startswith(".") or part == "__pycache__" for part in path.relative_to(REPO).parts)]
 
 
 def test_no_file_cites_documents_outside_the_repository():

@@ -9,6 +9,7 @@ import safetensors.torch
 import torch
 from transformers import AutoTokenizer, MT5Config, MT5EncoderModel
 
+from signfuse.commands import precompute_text
 from signfuse.errors import InputError
 from signfuse.models import text_store
 from signfuse.config import TINY_MT5_DIR
@@ -275,7 +276,7 @@ def test_precompute_input_errors(tmp_path):
 
 def parse(argv):
     parser = argparse.ArgumentParser(prog="signfuse")
-    text_store.register(parser.add_subparsers(dest="command", required=True))
+    precompute_text.register(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(argv)
 
 

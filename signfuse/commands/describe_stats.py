@@ -1,6 +1,8 @@
 """``signfuse describe-stats``: coverage of a dataset's description files."""
 from pathlib import Path
 
+from transformers import AutoTokenizer
+
 from signfuse.config import TINY_MT5, TINY_MT5_DIR
 from signfuse.data.description_stats import describe_stats, format_describe_stats
 from signfuse.data.labels import load_labels
@@ -11,9 +13,6 @@ from signfuse.flags import add_data_args, add_description_args, add_flags
 
 def load_tokenizer(path: str):
     """The tokenizer of a local Hugging Face directory, or of the tiny assets for "tiny"."""
-    from transformers import (
-        AutoTokenizer,  # heavy: only when text length is asked in tokens
-    )
     directory = TINY_MT5_DIR if path == TINY_MT5 else Path(path)
     try:
         return AutoTokenizer.from_pretrained(directory, local_files_only=True)

@@ -5,8 +5,11 @@
   describes a video, ``rules_describer_from_settings(settings, warn)`` rebuilds the one a
   checkpoint recorded.
 - ``templates``: the versioned English and Chinese phrases.
-- ``command``: the ``signfuse describe`` command (``register(subparsers)``).
+- ``write``: writing a dataset's description files (``signfuse describe``, whose parser is
+  ``signfuse.commands.describe``).
 - ``vlm``: descriptions by a local vision-language model.
+- ``describer``: the hooks the datasets call (``PoseDescriber``, ``FileDescriber``) and
+  ``build_describer``, the one factory of a describer from a command's flags.
 
 The vocabulary of the attributes is documented in docs/describe.md.
 """

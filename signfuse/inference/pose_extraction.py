@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -71,7 +72,6 @@ os.umask(UMASK)
 def iter_frames(path, fmt: str = "bgr24"):
     """Every frame of ``path`` as an (H, W, 3) uint8 array, in presentation order (a
     sequential PyAV decode: frame k is the k-th frame). Unreadable video -> SampleError."""
-    import av
     try:
         container = av.open(str(path))
     except av.FFmpegError as e:
@@ -94,7 +94,6 @@ def iter_frames(path, fmt: str = "bgr24"):
 
 def video_fps(path):
     """The frame rate the container states (average, else guessed), or None."""
-    import av
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
@@ -267,7 +266,6 @@ class PoseExtractor:
         # local files may have other input sizes than the mode's: their ONNX signature decides
         self.det_model.model_input_size = onnx_input_size(self.det_model.session, spec["det_input_size"], "hw")
         self.pose_model.model_input_size = onnx_input_size(self.pose_model.session, spec["pose_input_size"], "wh")
-        import av
         import rtmlib
         self.settings = {
             "tool": "signfuse extract-pose", "rtmlib": getattr(rtmlib, "__version__", "?"),

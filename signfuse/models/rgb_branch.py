@@ -26,6 +26,7 @@ from urllib.error import URLError
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from signfuse.checkpoint_io import safe_torch_load, state_dict_of
 from signfuse.errors import InputError
@@ -293,7 +294,6 @@ def load_backbone_weights(spec: str) -> dict | None:
     if not path.is_file():
         raise InputError(f"{path}: --rgb_backbone_weights file not found (expected none, imagenet or a FILE)")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
         try:
             sd = load_file(str(path))
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error types

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from transformers import AutoTokenizer, MT5Config, MT5EncoderModel
 
 from signfuse.config import TINY_MT5, TINY_MT5_DIR, ModelConfig
 from signfuse.errors import InputError
@@ -34,7 +35,6 @@ from signfuse.errors import InputError
 def load_text_encoder(model_name, seed=0):
     """(MT5EncoderModel, tokenizer) from a local directory, or "tiny": the packaged tiny
     config with random weights drawn from ``seed`` (the global RNG is left untouched)."""
-    from transformers import AutoTokenizer, MT5Config, MT5EncoderModel
 
     if str(model_name) == TINY_MT5:
         config = MT5Config.from_pretrained(TINY_MT5_DIR, local_files_only=True)

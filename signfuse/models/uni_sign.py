@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
+from transformers import MT5Config
 
 from signfuse.config import TINY_MT5, TINY_MT5_DIR, TINY_POSE_CHANNELS, ModelConfig
 from signfuse.errors import InputError
@@ -172,7 +173,6 @@ def mt5_width(path: str) -> int:
 
 def text_encoder_width(path: str) -> int:
     """d_model of the text encoder at ``path`` ("tiny" or a local mT5 directory), from its config."""
-    from transformers import MT5Config
     directory = TINY_MT5_DIR if path == TINY_MT5 else path
     try:
         return MT5Config.from_pretrained(str(directory), local_files_only=True).d_model
