@@ -393,7 +393,7 @@ def test_backbone_weights_from_a_file(tmp_path):
         sd = load_backbone_weights(str(tmp_path / name))
         assert sd.keys() == expected.keys() and all(torch.equal(sd[k], expected[k]) for k in sd)
     model = build_model(ModelConfig(dataset="Synthetic", rgb_support=True), "tiny",
-                        rgb_backbone_weights=str(tmp_path / "full.pth"))
+                        backbone=load_backbone_weights(str(tmp_path / "full.pth")))
     own = model.rgb_support_backbone[0].state_dict()
     assert all(torch.equal(own[k], v) for k, v in expected.items())
     assert load_backbone_weights("none") is None
@@ -419,7 +419,8 @@ def test_imagenet_weights_from_the_cache_and_offline(tmp_path, monkeypatch):
     loaded_mt5 = []
     monkeypatch.setattr("signfuse.models.uni_sign.load_mt5", lambda *a, **k: loaded_mt5.append(1))
     with pytest.raises(InputError) as e:
-        build_model(ModelConfig(dataset="Synthetic", rgb_support=True), "tiny", rgb_backbone_weights="imagenet")
+        build_model(ModelConfig(dataset="Synthetic", rgb_support=True), "tiny",
+                    backbone=load_backbone_weights("imagenet"))
     assert "--rgb_backbone_weights imagenet" in str(e.value) and "\n" not in str(e.value)
     assert str(imagenet_weights_path()) in str(e.value)
     assert loaded_mt5 == []  # refused before any work

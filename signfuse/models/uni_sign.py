@@ -17,7 +17,6 @@ from signfuse.config import TINY_MT5, TINY_MT5_DIR, TINY_POSE_CHANNELS, ModelCon
 from signfuse.errors import InputError
 from signfuse.models.mt5 import load_mt5
 from signfuse.models.pose_encoder import PoseEncoder
-from signfuse.models.rgb_branch import load_backbone_weights
 from signfuse.models.text_fusion import DescriptionFusion, TextEncoder
 from signfuse.models.text_store import EmbeddingStore, encoder_identity
 
@@ -130,22 +129,21 @@ class Uni_Sign(PoseEncoder):
 
 
 def build_model(cfg: ModelConfig, mt5_path: str, seed: int = 0, desc_encoder: str = None,
-                rgb_backbone_weights: str = "none") -> Uni_Sign:
+                backbone: dict = None) -> Uni_Sign:
     """Load mT5 and its tokenizer (``mt5_path`` or "tiny") and build Uni_Sign around them.
 
     The model's configuration is ``resolve_config(cfg, mt5_path, desc_encoder)`` (``cfg`` is
     not changed); with ``cfg.use_descriptions`` attach the text vectors with ``attach_text_source``.
-    With ``cfg.rgb_support``, the backbone starts from ``rgb_backbone_weights`` ("none": random,
-    "imagenet": torchvision's weights API, or a local FILE), checked before anything else is done.
+    With ``cfg.rgb_support``, the backbone starts from ``backbone`` (EfficientNet-B0 features weights,
+    ``rgb_branch.load_backbone_weights``; None: random).
     The pose encoder's initial weights depend on ``seed`` only (the caller's RNG is untouched).
     """
-    backbone = load_backbone_weights(rgb_backbone_weights) if cfg.rgb_support else None
     cfg = resolve_config(cfg, mt5_path, desc_encoder)
     mt5_model, tokenizer = load_mt5(mt5_path, seed=seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Uni_Sign(cfg, mt5_model, tokenizer)
-    if backbone is not None:
+    if backbone is not None and cfg.rgb_support:
         model.rgb_support_backbone[0].load_state_dict(backbone, strict=True)
     return model
 

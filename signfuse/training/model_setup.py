@@ -38,9 +38,8 @@ def build_run_model(args, info: D.DistInfo, log=print, checkpoint=None, cfg=None
         if checkpoint is None and args.finetune:
             checkpoint = read_checkpoint(args)
         cfg = resolve_model_config(args, checkpoint, args.finetune)
-    model = build_model(cfg, args.mt5_model, seed=getattr(args, "seed", 0), desc_encoder=args.desc_encoder)
-    if backbone is not None:
-        model.rgb_support_backbone[0].load_state_dict(backbone, strict=True)
+    model = build_model(cfg, args.mt5_model, seed=getattr(args, "seed", 0), desc_encoder=args.desc_encoder,
+                        backbone=backbone)
     if cfg.use_descriptions:
         attach_text_source(model, args)
     report = None
