@@ -30,13 +30,16 @@ from signfuse.commands import (
     describe,
     describe_stats,
     evaluate,
+    export_pose,
     extract_pose,
     make_synthetic,
     plot_gates,
     precompute_text,
     predict,
     pretrain,
+    render,
     score,
+    serve,
     train,
     translate,
 )
@@ -63,7 +66,7 @@ def command_modules() -> list:
     """The modules of the sub-commands, in the order of ``signfuse --help``; each has
     ``register(sub)`` (its parser, ``set_defaults(func=handler)``)."""
     return [train, evaluate, predict, score, make_synthetic, describe_stats, demo, plot_gates, check_data,
-            precompute_text, extract_pose, translate, describe, pretrain]
+            precompute_text, extract_pose, translate, describe, render, export_pose, serve, pretrain]
 
 
 def _extra_commands():

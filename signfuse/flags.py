@@ -200,6 +200,19 @@ _flag("--keep_checkpoints", group="resuming", valid=at_least(0), type=int, defau
       help="keep only the newest N checkpoint_<epoch>.pth (0: all, as Uni-Sign)")
 # speed (compiled path)
 # seeing it (render, export-pose, serve)
+_flag("--kpt_thr", type=float, default=0.3,
+      help="render: draw the keypoints whose score is at least this (and the links between two of them)")
+_flag("--gif", action="store_true", help="render: also write a GIF next to the MP4 (same name, .gif)")
+_flag("--lossless", action="store_true",
+      help="render: lossless H.264 (libx264rgb, qp 0: the drawn pixels exactly; large files)")
+_flag("--format", default="pose", choices=("pose",),
+      help="export-pose: the file format (pose: pose-format's .pose files)")
+_flag("--port", type=int, default=7860, help="serve: the port on 127.0.0.1 (0: any free port)")
+_flag("--max_upload_mb", type=float, default=50.0, help="serve: the largest upload accepted (MiB)")
+_flag("--max_seconds", type=float, default=60.0,
+      help="serve: the longest video accepted (seconds; a pose file: its frames at its frame rate, else 25 fps)")
+_flag("--max_queue", type=int, default=8,
+      help="serve: requests waiting for the one worker at most (more are refused: server busy)")
 
 
 #: The run settings every checkpoint records besides ``ModelConfig`` (flag names, by kind; the
