@@ -11,7 +11,8 @@ import pytest
 from conftest import REPO
 
 #: packages imported inside functions, on first use: optional, or slow to import and needed by few commands
-HEAVY_OPTIONAL = {"transformers", "torchvision", "deepspeed", "rtmlib", "onnxruntime", "cv2", "PIL", "matplotlib"}
+HEAVY_OPTIONAL = {"transformers", "torchvision", "deepspeed", "rtmlib", "onnxruntime", "cv2", "PIL", "matplotlib",
+                  "fastapi", "uvicorn"}  # fastapi, uvicorn: the serve extra (signfuse serve only)
 #: the in-function imports that are not about weight: their place is their function's work
 DELIBERATE = {("signfuse/training/distributed.py", "torch.distributed.fsdp"),  # imported before the group exists
               ("signfuse/training/session.py", "torch.utils.tensorboard")}  # TensorBoard: rank 0 only

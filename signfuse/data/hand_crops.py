@@ -214,14 +214,15 @@ def video_file(settings: RGBSettings, sample_video_path: str) -> Path:
 
 
 def load_hand_crops(pose, frames, video_path, settings: RGBSettings, train: bool, rng=None,
-                    keypoints=None) -> dict:
+                    keypoints=None, boxes=None) -> dict:
     """The six RGB keys of one sample: ``{left,right}_sampled_indices`` (k,) int64,
     ``_hands`` (k, 3, 112, 112) float32, ``_skeletons_norm`` (k, 21, 2) float32.
 
     pose: its PoseRecord; frames: (T,) the sampled original frame numbers; train: draw the
     frames from ``rng``, else ``settings.eval_sampling``. keypoints: what the boxes are
     computed from, (N, 133, 2) indexable by frame numbers; default ``pose.exact_keypoints``
-    (the file's own precision, which Uni-Sign's boxes use).
+    (the file's own precision, which Uni-Sign's boxes use). boxes: a dict that receives, per hand
+    with crops, (its original frame numbers (k,), its boxes (k, 4) x0, y0, x1, y1 pixels).
     SampleError when the video is missing, unreadable or shorter than the pose file.
     """
     frames = np.asarray(frames, dtype=np.int64)  # (T,)
@@ -237,5 +238,7 @@ def load_hand_crops(pose, frames, video_path, settings: RGBSettings, train: bool
     points = {hand: None if p is None else np.asarray(source[frames[p]])[:, HAND_POINTS[hand]]
               for hand, p in positions.items()}  # (k, 21, 2)
     crops, _ = crop_hands(images, union, positions, points, settings.crop)
+    if boxes is not None:
+        boxes.update({hand: (frames[c.indices], c.boxes) for hand, c in crops.items() if c is not None})
     return {**hand_item("left", crops["left"]), **hand_item("right", crops["right"])}
 

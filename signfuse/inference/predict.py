@@ -19,8 +19,8 @@ prediction's inputs are checked), its text source, describer and device;
 ``Predictor.predict(pose, name, video=None, details=None)`` translates one pose (``signfuse
 translate`` translates every video with one Predictor). ``predict_file(args, pose=None,
 details=None)`` is ``signfuse predict``. ``details`` (a dict) receives ``timings`` (seconds per
-stage: load, describe, rgb_crops, generate) and ``gates`` (``gate_summary``: None for a pose-only
-model).
+stage: load, describe, rgb_crops, generate), ``gates`` (``gate_summary``: None for a pose-only
+model) and ``seen`` (``what_it_saw``: the sampled frames, their descriptions and gate, the crop boxes).
 """
 import sys
 import time
@@ -108,8 +108,9 @@ class Predictor:
         describe = None if self.describe is None else timed(timings, "describe",
                                                             lambda frames: self.describe(sample_id, pose, frames))
         item = make_item(pose, name=sample_id, max_length=self.args.max_length, describe=describe)
+        boxes = {}  # hand -> (original frame numbers (k,), boxes (k, 4) pixels) of its crops
         with stage(timings, "rgb_crops"):
-            item.update(hand_crops(self.args, self.cfg, pose, item["frame_indices"], video, name))
+            item.update(hand_crops(self.args, self.cfg, pose, item["frame_indices"], video, name, boxes))
         if self.model is None:
             self.load()
             timings["load"] = self.load_seconds
@@ -121,6 +122,7 @@ class Predictor:
         if details is not None:
             details["timings"] = timings
             details["gates"] = gate_summary(self.model, batch, rgb.outputs)
+            details["seen"] = what_it_saw(self.model, item, batch, rgb.outputs, boxes)
         return text
 
 
@@ -207,6 +209,29 @@ def gate_summary(model, batch: dict, rgb_outputs: list) -> dict | None:
     return None if text is None and rgb is None else {"text": text, "rgb": rgb}
 
 
+def what_it_saw(model, item: dict, batch: dict, rgb_outputs: list, boxes: dict) -> dict:
+    """What the model took in for the last prediction (a batch of one sample), per sampled frame,
+    as plain data (``signfuse render`` draws it): ``frame_indices`` (T original frame numbers),
+    ``aligned`` (per frame the description texts and weights it got; None without descriptions),
+    ``has_description`` (per frame), ``gate`` (the description gate per frame; None for a model
+    without one) and ``crops`` ({hand: {"frames", "boxes" (x0, y0, x1, y1 pixels), "gate" (the RGB
+    fusion gate's mean per crop)}} of an RGB-pose model's crops; None for other models)."""
+    T = len(item["frame_indices"])
+    seen = {"frame_indices": [int(f) for f in item["frame_indices"]], "aligned": None, "has_description": None,
+            "gate": None, "crops": None}
+    if "desc_aligned" in item:
+        seen["aligned"] = [[(str(text), float(weight)) for text, weight in pairs] for pairs in item["desc_aligned"]]
+        seen["has_description"] = [float(h) for h in item["has_description"]]
+    if getattr(model, "last_gate", None) is not None:
+        seen["gate"] = model.last_gate[0, :T, 0].float().tolist()  # (T,)
+    if model.cfg.rgb_support:
+        outputs = iter(rgb_outputs)  # one (k, 1, V) per hand with crops, in the order of HANDS
+        seen["crops"] = {hand: {"frames": [int(f) for f in frames], "boxes": [[int(v) for v in b] for b in hand_boxes],
+                                "gate": next(outputs).float().mean(dim=(1, 2)).tolist()}
+                         for hand, (frames, hand_boxes) in boxes.items()}
+    return seen
+
+
 def describer(args, cfg):
     """(sample_id, pose, frames) -> (aligned, has_description) for a sample, or None for a model
     without descriptions (a description file given to it is reported and not used). The
@@ -233,10 +258,10 @@ def describer(args, cfg):
     return lambda sample_id, pose, frames: ([[] for _ in frames], [0] * len(frames))
 
 
-def hand_crops(args, cfg, pose, frames, video, name) -> dict:
+def hand_crops(args, cfg, pose, frames, video, name, boxes=None) -> dict:
     """The RGB keys of the sample ``name`` for an RGB-pose model (``hand_crops.load_hand_crops`` on
-    ``video``, evaluation's frame choice), else {}. Any problem with the video stops the command
-    in one line."""
+    ``video``, evaluation's frame choice), else {}; ``boxes`` (a dict) receives, per hand with
+    crops, (original frame numbers, boxes). Any problem with the video stops the command in one line."""
     if not cfg.rgb_support:
         return {}
     if not video:
@@ -245,6 +270,6 @@ def hand_crops(args, cfg, pose, frames, video, name) -> dict:
     settings = RGBSettings(video_dir=str(Path(video).parent), crop=args.rgb_crop, eval_sampling=args.rgb_eval_sampling)
     try:  # --rgb_eval_sampling random: from a fixed seed (the same crops every time)
         return load_hand_crops(pose, frames, video, settings, train=False, rng=np.random.default_rng(0),
-                               keypoints=pose.exact_keypoints)
+                               keypoints=pose.exact_keypoints, boxes=boxes)
     except SampleError as e:
         raise InputError(str(e)) from None
