@@ -9,6 +9,7 @@
     signfuse make-synthetic --out DIR --samples N --seed S [--videos]
     signfuse plot-gates --gates FILE.npz [--sample NAME] [--desc_dir DIR --dataset NAME] --out FILE.png
     signfuse extract-pose / translate / describe   (pose files from videos, videos to text, descriptions)
+    signfuse pretrain [flags of pre_training.py]
     signfuse demo [--quick]
 
 Every flag is defined once, in ``FLAGS`` (its type, default, choices and help), and means the
@@ -35,6 +36,7 @@ from signfuse.commands import (
     plot_gates,
     precompute_text,
     predict,
+    pretrain,
     render,
     score,
     serve,
@@ -55,6 +57,7 @@ from signfuse.flags import (  # noqa: F401 (re-exported)
     add_run_args,
     check_run_args,
     given_flags,
+    pretrain_parser,
     run_parser,
 )
 
@@ -63,7 +66,7 @@ def command_modules() -> list:
     """The modules of the sub-commands, in the order of ``signfuse --help``; each has
     ``register(sub)`` (its parser, ``set_defaults(func=handler)``)."""
     return [train, evaluate, predict, score, make_synthetic, describe_stats, demo, plot_gates, check_data,
-            precompute_text, extract_pose, translate, describe, render, export_pose, serve]
+            precompute_text, extract_pose, translate, describe, render, export_pose, serve, pretrain]
 
 
 def _extra_commands():
@@ -104,13 +107,21 @@ def main(argv=None) -> int:
 
 def fine_tuning_main(argv=None) -> int:
     """``python fine_tuning.py ...``: Uni-Sign's entry point."""
+    return _script_main("fine_tuning.py", run_parser(), lambda args: run_training(args, evaluate_only=False), argv)
+
+
+def pre_training_main(argv=None) -> int:
+    """``python pre_training.py ...``: Uni-Sign's pre-training entry point (stages 1 and 2)."""
+    return _script_main("pre_training.py", pretrain_parser(), pretrain.run_pretrain, argv)
+
+
+def _script_main(name: str, parser, body, argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = run_parser()
     args = parser.parse_args(argv)
     args.given_flags = given_flags(parser, argv)
     try:
-        run_training(args, evaluate_only=False)
+        body(args)
     except SignfuseError as e:
-        print(f"fine_tuning.py: error{_rank_tag()}: {e}", file=sys.stderr)
+        print(f"{name}: error{_rank_tag()}: {e}", file=sys.stderr)
         return 2
     return 0

@@ -10,8 +10,9 @@ are the other settings a checkpoint records (``eval`` and ``predict`` read them 
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-# Uni-Sign's datasets, plus the synthetic benchmark of ``signfuse make-synthetic``.
-DATASETS = ("CSL_News", "CSL_Daily", "WLASL", "How2Sign", "OpenASL", "Synthetic")
+# Uni-Sign's datasets, YouTube-ASL (a pre-training corpus prepared in CSL-News's JSON format), plus the
+# synthetic benchmark of ``signfuse make-synthetic``.
+DATASETS = ("CSL_News", "CSL_Daily", "WLASL", "How2Sign", "OpenASL", "YouTube_ASL", "Synthetic")
 TASKS = ("SLT", "ISLR", "CSLR")
 # How2Sign has no dev split: evaluation and model selection use test.
 SPLITS = {name: ("train", "dev", "test") for name in DATASETS}

@@ -209,7 +209,18 @@ _flag("--cue_amplitude", type=float, default=0.0,
       help="how far the paired signs' facial cue moves the face points, in body units (half a shoulder width): "
            "a weak cue in the keypoints themselves (0: none)")
 # pre-training (Uni-Sign stages 1 and 2)
+_flag("--quick_break", group="pretraining", type=int, default=0,
+      help="pre-training: overwrite checkpoint.pth every N micro-batches of an epoch (<= 0: once per epoch); "
+           "training goes on")
+_flag("--label_file", group="pretraining", resume=True, default=None,
+      help="pre-training: the JSON label list [{video, pose, text}] (default: Uni-Sign's "
+           "<data_root>/data/<dataset>/<dataset>_Labels.json, e.g. data/CSL_News/CSL_News_Labels.json)")
+_flag("--keep_checkpoints", group="resuming", valid=at_least(0), type=int, default=0,
+      help="keep only the newest N checkpoint_<epoch>.pth (0: all, as Uni-Sign)")
 # speed (compiled path)
+_flag("--compile", group="speed", action="store_true",
+      help="torch.compile the pose encoder and the description fusion (static shapes: one graph per batch "
+           "shape, at most 8, then eager; models/compiled.py says why); the same outputs up to float rounding")
 # seeing it (render, export-pose, serve)
 _flag("--kpt_thr", type=float, default=0.3,
       help="render: draw the keypoints whose score is at least this (and the links between two of them)")
@@ -271,6 +282,8 @@ EVALUATION = _group("evaluation")
 DISTRIBUTED = _group("distributed")
 RESUMING = _group("resuming")
 RGB = _group("rgb")
+SPEED = _group("speed")
+PRETRAINING = _group("pretraining")
 
 
 def add_data_args(p, *dests, required=()) -> None:
@@ -308,12 +321,28 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     add_distributed_args(p)
     add_flags(p.add_argument_group("long runs"), *RESUMING)
     add_rgb_args(p)
+    add_flags(p.add_argument_group("speed"), *SPEED)
 
 
 def run_parser(prog="fine_tuning.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Fine-tune or evaluate (--eval) Uni-Sign with descriptions.")
     add_run_args(p)
     return p
+
+
+def pretrain_parser(prog="pre_training.py") -> argparse.ArgumentParser:
+    """pre_training.py and ``signfuse pretrain``: the run's flags, --quick_break, --label_file;
+    --dataset defaults to CSL_News."""
+    p = argparse.ArgumentParser(prog=prog, description="Pre-train (Uni-Sign stages 1 and 2) on a JSON corpus "
+                                "in CSL-News's format, or evaluate (--eval) on its held-out entries.")
+    add_pretrain_args(p)
+    return p
+
+
+def add_pretrain_args(p) -> None:
+    add_run_args(p)
+    add_flags(p.add_argument_group("pre-training"), *PRETRAINING)
+    p.set_defaults(dataset="CSL_News")
 
 
 def check_run_args(args) -> None:

@@ -10,8 +10,9 @@ The numbers match Uni-Sign's evaluation (docs/unisign-compat.md section 6):
   substitution 4), as percentages of the reference words.
 - ISLR: top-1 accuracy per instance and per class, x100.
 
-For CSL_Daily translation, predictions and references are compared character by
-character (``postprocess_prediction`` / ``postprocess_reference``). Every other text is
+For CSL_Daily and CSL_News translation (CSL_News: pre-training's evaluation), predictions and
+references are compared character by character (``postprocess_prediction`` /
+``postprocess_reference``). Every other text is
 scored as it is, as Uni-Sign scores its in-memory strings: not even stripped. It matters
 for ROUGE-L: ``rouge`` splits sentences at '.', so a reference ending in ". " has one more
 (empty) sentence and one more distinct word than the stripped one (Uni-Sign's OpenASL dev
@@ -35,7 +36,7 @@ from signfuse.config import DATASETS, TASKS
 from signfuse.errors import InputError
 
 # Datasets whose translations are scored character by character (Chinese).
-CHAR_LEVEL_DATASETS = ("CSL_Daily",)  # as Uni-Sign: only CSL-Daily SLT is scored on characters
+CHAR_LEVEL_DATASETS = ("CSL_Daily", "CSL_News")  # as Uni-Sign: the Chinese translations are scored on characters
 # Full-width punctuation of the references that mT5's tokenizer outputs as ASCII.
 REFERENCE_REPLACEMENTS = (("，", ","), ("？", "?"))
 

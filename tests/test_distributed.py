@@ -87,12 +87,13 @@ def eval_samples(n=9):
 
 
 class EvalDataset(torch.utils.data.Dataset):
-    """Looks like SignDataset to the evaluation (keys, labels; items with a name and a target)."""
+    """Looks like SignDataset to the evaluation (names() in dataset order; items with a name and a target)."""
 
     def __init__(self, rows):
         self.rows = rows
-        self.keys = [r[0] for r in rows]
-        self.labels = {r[0]: {"name": r[0]} for r in rows}
+
+    def names(self) -> list:
+        return [r[0] for r in self.rows]
 
     def __len__(self):
         return len(self.rows)

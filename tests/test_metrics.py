@@ -29,9 +29,11 @@ def test_csl_daily_reference_gets_ascii_comma_and_question_mark():
     assert M.postprocess_reference(text, "CSL_Daily") == "你 好 , 今 天 星 期 几 ? 我 很 好 ！"
 
 
-def test_only_csl_daily_slt_is_character_level():
-    # as Uni-Sign: the character split is CSL-Daily's alone
-    assert M.postprocess_prediction("新闻 报道", "CSL_News") == "新闻 报道"
+def test_only_chinese_slt_is_character_level():
+    # as Uni-Sign: CSL-Daily (fine-tuning) and CSL-News (pre-training's evaluation) are split into characters
+    assert M.postprocess_prediction("新闻 报道\n", "CSL_News") == "新 闻 报 道"
+    assert M.postprocess_reference("新闻，报道？", "CSL_News") == "新 闻 , 报 道 ?"
+    assert M.postprocess_prediction("news report", "YouTube_ASL") == "news report"
     # CSLR targets are glosses joined by spaces: scored as they are, never split into characters
     assert M.postprocess_prediction(" 你好 今天 ", "CSL_Daily", task="CSLR") == " 你好 今天 "
     assert M.postprocess_reference("你好 今天，", "CSL_Daily", task="CSLR") == "你好 今天，"

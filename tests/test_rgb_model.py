@@ -356,7 +356,7 @@ def test_unisign_rgb_pose_checkpoint_loads_strictly_and_refuses_without_rgb_supp
     report = load_weights(model, tmp_path / "pose.pth", log=logs.append, allow_new_rgb=True)
     fresh = [k for k in model.state_dict() if k.startswith(RGB_PREFIXES) and not k.endswith("num_batches_tracked")]
     assert report["missing"] == fresh and len(fresh) == 336
-    assert "newly initialised RGB-branch weights: 336" in logs[-1]
+    assert "newly initialised RGB-branch weights (pose-only checkpoint): 336 tensors: rgb_support_backbone.* (" in logs[-1]
 
 
 def test_rgb_support_leaves_the_other_initial_weights_unchanged():

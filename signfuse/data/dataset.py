@@ -97,6 +97,15 @@ class SignDataset(torch.utils.data.Dataset):
         """The description-file ids of the samples (stems of their video_path)."""
         return [Path(self.labels[k]["video_path"]).stem for k in self.keys]
 
+    def names(self) -> list:
+        """The samples' names in dataset order (the order of a single-process evaluation)."""
+        return [self.labels[k]["name"] for k in self.keys]
+
+    def pose_files(self) -> dict:
+        """{sample_id: pose file} (--describe rules makes descriptions from them)."""
+        return {sample_id: pose_path(self.pose_dir, self.labels[k]["video_path"])
+                for k, sample_id in zip(self.keys, self.sample_ids(), strict=True)}
+
 
 def make_item(pose, name: str, text: str = "", gloss: str = "", target: str = "", max_length: int = 256,
               train: bool = False, rng=None, describe=None) -> dict:

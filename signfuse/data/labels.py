@@ -46,7 +46,8 @@ def load_labels(path, trust_pickles: bool = False) -> dict:
     path = Path(path)
     if path.suffix == ".json":
         raise InputError(f"{path}: a JSON label file (Uni-Sign's CSL_News pre-training format) is not "
-                         f"supported; signfuse reads label files that are gzip pickles of {{name: sample}}")
+                         f"supported here; pre-training reads it (pre_training.py, signfuse pretrain); fine-tuning "
+                         f"reads label files that are gzip pickles of {{name: sample}}")
     labels = load_pickle(path, trust=trust_pickles, error=InputError)
     if not isinstance(labels, dict):
         raise InputError(f"{path}: label file of the wrong type: {kind(labels)}, expected a dict {{name: sample}}")

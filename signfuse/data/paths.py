@@ -24,6 +24,7 @@ LABEL_FILES = {
     "WLASL": ("labels-2000.{split}", "labels.{split}"),
     "How2Sign": ("labels.{split}",),
     "OpenASL": ("labels.{split}",),
+    "YouTube_ASL": ("YouTube_ASL_Labels.json",),  # CSL-News's JSON format (pre-training)
     "Synthetic": ("labels.{split}",),
 }
 
@@ -94,6 +95,7 @@ RGB_FOLDERS = {
     "WLASL": ("rgb_format", True),
     "How2Sign": ("rgb_format", True),
     "OpenASL": ("rgb_format", True),
+    "YouTube_ASL": ("rgb_format", False),
     "Synthetic": ("rgb_format", True),
 }
 SPLIT_FOLDER_ALIASES = {"dev": ("dev", "val")}  # Uni-Sign's code looks in dev/, its docs show val/

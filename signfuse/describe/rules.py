@@ -116,6 +116,7 @@ DEFAULT_FRAME_SIZE = {
     "WLASL": (640, 480),        # web videos of mixed sizes, 4:3 the most common: check yours
     "How2Sign": (1280, 720),    # the front-view videos
     "OpenASL": (1280, 720),     # YouTube, 16:9
+    "YouTube_ASL": (1280, 720),  # YouTube, 16:9
     "Synthetic": (512, 512),    # make-synthetic draws x and y in the same units
 }
 DEFAULT_FPS = 25.0

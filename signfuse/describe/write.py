@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from signfuse.data import paths
 from signfuse.data.labels import load_labels
+from signfuse.data.news import NewsLabels
 from signfuse.data.pose import load_pose, pose_path
 from signfuse.describe.rules import RulesDescriber, rules_settings
 from signfuse.errors import InputError, SampleError
@@ -123,6 +124,8 @@ def dataset_samples(args, videos: bool = False) -> tuple:
     """``([(sample_id, pose file[, video file])], duplicate ids)`` of the dataset's splits, in
     label order (videos: in the RGB branch's layout, ``--rgb_dir``)."""
     splits = [args.split] if args.split else list(paths.splits(args.dataset))
+    if paths.label_path(args.dataset, splits[0], args.data_root, args.label_dir).suffix == ".json":
+        return json_corpus_samples(args, videos)
     samples, duplicates = {}, []
     for split in splits:
         labels = load_labels(paths.label_path(args.dataset, split, args.data_root, args.label_dir),
@@ -136,6 +139,23 @@ def dataset_samples(args, videos: bool = False) -> tuple:
                 continue
             samples[sample_id] = (pose_path(folder, sample["video_path"]),) + \
                 ((video_folder / sample["video_path"],) if videos else ())
+    return [(sample_id, *files) for sample_id, files in samples.items()], duplicates
+
+
+def json_corpus_samples(args, videos: bool = False) -> tuple:
+    """``dataset_samples`` of a pre-training corpus (one JSON label list for every split, read
+    once): sample id = the stem of its video, pose file ``<pose_dir>/<pose>``."""
+    labels = NewsLabels(paths.label_path(args.dataset, "train", args.data_root, args.label_dir))
+    folder = paths.pose_dir(args.dataset, "train", args.data_root, args.pose_dir)
+    video_folder = paths.rgb_dir(args.dataset, "train", args.data_root, args.rgb_dir) if videos else None
+    samples, duplicates = {}, []
+    for i in range(len(labels)):
+        entry = labels.entry(i)
+        sample_id = Path(entry["video"]).stem
+        if sample_id in samples:
+            duplicates.append(sample_id)
+            continue
+        samples[sample_id] = (folder / entry["pose"],) + ((video_folder / entry["video"],) if videos else ())
     return [(sample_id, *files) for sample_id, files in samples.items()], duplicates
 
 

@@ -68,5 +68,5 @@ class PoseEncoder(nn.Module):
                 x = x + body[..., BODY_ANCHOR[part]].detach()[..., None]  # (B, c_last, T, V)
             x = self.fusion_gcn_modules[part](x)  # (B, c_last, T, V)
             feats.append(x.mean(dim=-1).transpose(1, 2))  # (B, T, c_last)
-        x = torch.cat(feats, dim=-1) + self.part_para  # (B, T, 4*c_last)
+        x = torch.cat(feats, dim=-1).add_(self.part_para)  # (B, T, 4*c_last); in place: the sum's backward needs no input
         return self.pose_proj(x)  # (B, T, d_model)

@@ -14,7 +14,9 @@ encoder's truncated-normal init), except the gate: zero (Uni-Sign's: the gate is
 gradient reaches the branch) or ``small`` (a gate that can learn).
 
 Differences from Uni-Sign, all exact in eval mode: the backbone skips dummy crops (in train mode
-Uni-Sign's BatchNorm statistics also count the dummy zero crops, ours do not); all valid frames of
+Uni-Sign's BatchNorm statistics also count the dummy zero crops, ours do not, and EfficientNet-B0's
+stochastic depth draws one number per row, so a skipped dummy shifts the later draws; each hand's
+real crops of the batch still go through the backbone together, as in Uni-Sign); all valid frames of
 the batch go through PGF and the gate in one call (every operation acts per frame); PGF runs in
 float32 by an explicit cast (Uni-Sign: ``torch.cuda.amp.autocast(dtype=float32)``).
 """

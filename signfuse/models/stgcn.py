@@ -12,16 +12,20 @@ import torch.nn as nn
 
 
 class GCNUnit(nn.Module):
-    """Conv 1x1 to K*C channels, mix nodes with the K learnable adjacency matrices, BN, ReLU."""
+    """Conv 1x1 to K*C channels, mix nodes with the K learnable adjacency matrices, BN, ReLU.
 
-    def __init__(self, in_channels: int, out_channels: int, A: torch.Tensor):
+    ``inplace`` (default, Uni-Sign's ``ReLU(inplace=True)``): the ReLU overwrites BatchNorm's
+    output instead of allocating one more (B, C, T, V) tensor; the numbers are the same bits
+    either way (BatchNorm's backward needs its input, not its output)."""
+
+    def __init__(self, in_channels: int, out_channels: int, A: torch.Tensor, inplace: bool = True):
         super().__init__()
         self.num_subsets = A.shape[0]
         self.out_channels = out_channels
         self.conv = nn.Conv2d(in_channels, self.num_subsets * out_channels, kernel_size=1)
         self.A = nn.Parameter(A.clone())  # (K, V, V), learnable, starts at the graph's matrices
         self.bn = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=inplace)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, _, T, V = x.shape
@@ -32,11 +36,17 @@ class GCNUnit(nn.Module):
 
 
 class STGCNBlock(nn.Module):
-    """ReLU(tcn(gcn(x)) + residual(x)); tcn is a (k, 1) temporal convolution when k > 1."""
+    """ReLU(tcn(gcn(x)) + residual(x)); tcn is a (k, 1) temporal convolution when k > 1.
 
-    def __init__(self, in_channels: int, out_channels: int, A: torch.Tensor, temporal_kernel: int = 1):
+    ``inplace`` (default): the ReLUs work in place as Uni-Sign's do, and where tcn ends in
+    BatchNorm the residual is added into its output (BatchNorm's backward does not need it):
+    two (B, C, T, V) tensors fewer per block, the same bits (tests/test_inplace.py)."""
+
+    def __init__(self, in_channels: int, out_channels: int, A: torch.Tensor, temporal_kernel: int = 1,
+                 inplace: bool = True):
         super().__init__()
-        self.gcn = GCNUnit(in_channels, out_channels, A)
+        self.inplace = inplace
+        self.gcn = GCNUnit(in_channels, out_channels, A, inplace=inplace)
         if temporal_kernel > 1:
             self.tcn = nn.Sequential(
                 nn.Conv2d(out_channels, out_channels, (temporal_kernel, 1), padding=(temporal_kernel // 2, 0)),
@@ -52,10 +62,15 @@ class STGCNBlock(nn.Module):
                 nn.Conv2d(in_channels, out_channels, kernel_size=1),
                 nn.BatchNorm2d(out_channels),
             )
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=inplace)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.tcn(self.gcn(x)) + self.residual(x))  # (B, C_out, T, V)
+        y = self.tcn(self.gcn(x))  # (B, C_out, T, V)
+        if self.inplace and not isinstance(self.tcn, nn.Identity):
+            y = y.add_(self.residual(x))  # into BatchNorm's output: no new tensor
+        else:  # gcn's output is its ReLU's, which that ReLU's backward reads: add out of place
+            y = y + self.residual(x)
+        return self.relu(y)  # (B, C_out, T, V)
 
 
 def spatial_chain(channels: tuple, A: torch.Tensor) -> nn.Sequential:

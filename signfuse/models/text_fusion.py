@@ -243,25 +243,25 @@ class GatingFusion(nn.Module):
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
-    def gate(self, pose_feat, text_feat, has_description):
-        """(B, T, C), (B, T, text_dim), (B, T, 1) or (B, T) -> gate (B, T, 1) in (0, 1)."""
+    def gate(self, pose_feat, text_norm, has_description):
+        """(B, T, C), normalised text (B, T, text_dim), (B, T, 1) or (B, T) -> gate (B, T, 1) in (0, 1)."""
         if has_description.dim() == pose_feat.dim() - 1:
             has_description = has_description.unsqueeze(-1)  # (B, T, 1)
-        text = F.layer_norm(text_feat.to(pose_feat.dtype), text_feat.shape[-1:])  # (B, T, text_dim)
         pose = F.layer_norm(pose_feat, pose_feat.shape[-1:])  # (B, T, C)
-        x = torch.cat([pose, text, has_description.to(pose_feat.dtype)], -1)  # (B, T, C + text_dim + 1)
+        x = torch.cat([pose, text_norm, has_description.to(pose_feat.dtype)], -1)  # (B, T, C + text_dim + 1)
         return torch.sigmoid(self.gate_mlp(x))  # (B, T, 1)
 
-    def text_update(self, pose_feat, text_feat):
-        """text' (B, T, C): the direction of proj(norm(text)) at the size of the pose features."""
-        direction = self.proj(F.layer_norm(text_feat.to(pose_feat.dtype), text_feat.shape[-1:]))  # (B, T, C)
+    def text_update(self, pose_feat, text_norm):
+        """text' (B, T, C): the direction of proj(normalised text) at the size of the pose features."""
+        direction = self.proj(text_norm)  # (B, T, C)
         direction = direction / rms(direction, DIRECTION_EPS ** 2)
         return TEXT_SCALE * rms(pose_feat).detach() * direction  # (B, T, C)
 
     def forward(self, pose_feat, text_feat, has_description):
         """(B, T, C), (B, T, text_dim), (B, T, 1) or (B, T) -> (fused (B, T, C), gate (B, T, 1))."""
-        gate = self.gate(pose_feat, text_feat, has_description)  # (B, T, 1)
-        return pose_feat + gate * self.text_update(pose_feat, text_feat), gate
+        text_norm = F.layer_norm(text_feat.to(pose_feat.dtype), text_feat.shape[-1:])  # (B, T, text_dim), once
+        gate = self.gate(pose_feat, text_norm, has_description)  # (B, T, 1)
+        return pose_feat + gate * self.text_update(pose_feat, text_norm), gate
 
 
 # The null key's logit bias at initialisation: with 5 texts in a sample, a frame starts with

@@ -71,9 +71,16 @@ def load_weights(model: torch.nn.Module, path, allow_unexpected: bool = False, l
     model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
     log(f"loaded {path}: {len(sd) - len(unexpected)} weights; missing keys: none"
         + (f"; newly initialised fusion weights: {len(new_fusion)} tensors ({FUSION_PREFIX}*)" if new_fusion else "")
-        + (f"; newly initialised RGB-branch weights: {len(new_rgb)} tensors (pose-only checkpoint)" if new_rgb else "")
+        + (f"; newly initialised RGB-branch weights (pose-only checkpoint): {len(new_rgb)} tensors: "
+           + key_groups(new_rgb, RGB_PREFIXES) if new_rgb else "")
         + (f"; unexpected keys ignored: {len(unexpected)}" if unexpected else "; unexpected keys: none"))
     return {"missing": missing + new_rgb, "unexpected": unexpected, "new_fusion": new_fusion}
+
+
+def key_groups(keys: list, prefixes: tuple) -> str:
+    """'rgb_proj.* (4), fusion_gate.* (6)': how many of ``keys`` start with each prefix."""
+    counts = {p: sum(k.startswith(p) for k in keys) for p in prefixes}
+    return ", ".join(f"{p}* ({n})" for p, n in counts.items() if n)
 
 
 def _fsync_dir(folder: Path) -> None:

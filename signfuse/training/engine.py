@@ -38,6 +38,7 @@ class RunContext:
     log: object = print                # rank-0 printer
     amp_dtype: torch.dtype | None = None  # bf16/fp16 autocast on CUDA; None: float32
     sync_bn: bool = False              # SyncBatchNorm layers: every rank must run every forward
+    after_micro_batch: object = None   # (state, micro-batches of the epoch) -> None, e.g. --quick_break's save
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -301,6 +302,8 @@ def train_one_epoch(model, loader, stepper: Stepper, state: TrainState, ctx: Run
             if boundary:
                 _optimizer_step(stepper, state, ctx, sums)
                 _save_if_due(state, ctx, resumable_state, stepper.accum, batches_left=total - state.batch_in_epoch)
+            if ctx.after_micro_batch is not None:
+                ctx.after_micro_batch(state, total)
             bar.set_postfix(_progress(sums, stepper, samples_at_start, t0))
     finally:
         bar.close()
@@ -440,13 +443,10 @@ def _nonfinite_step(step_bad: list, bad_loss: bool, state: TrainState, ctx: RunC
 
 
 def _dataset_positions(loader) -> dict | None:
-    """{sample name: position in the dataset} of an evaluation loader's SignDataset (the order
-    of a single-process evaluation), or None when the dataset does not say."""
-    ds = getattr(loader, "dataset", None)
-    keys, labels = getattr(ds, "keys", None), getattr(ds, "labels", None)
-    if keys is None or labels is None:
-        return None
-    return {labels[k].get("name", k) if isinstance(labels[k], dict) else k: i for i, k in enumerate(keys)}
+    """{sample name: position in the dataset} of an evaluation loader's dataset (the order of a
+    single-process evaluation), or None when the dataset does not say (no ``names()``)."""
+    names = getattr(getattr(loader, "dataset", None), "names", None)
+    return None if names is None else {name: i for i, name in enumerate(names())}
 
 
 @torch.no_grad()

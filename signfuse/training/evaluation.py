@@ -8,10 +8,9 @@ from signfuse.errors import InputError
 from signfuse.training import distributed as D
 from signfuse.training import engine
 from signfuse.training.inputs import (
-    build_dataset,
+    announce_descriptions,
     build_loader,
-    eval_splits,
-    tell_pose_files,
+    eval_datasets,
 )
 from signfuse.training.model_setup import (
     build_run_model,
@@ -61,7 +60,9 @@ def evaluation_describer(args, modes: list, has_predictor: bool, log) -> tuple:
         return None, list(dict.fromkeys("predicted" if m == "on" else m for m in modes))
 
 
-def evaluate_in_group(args, info: D.DistInfo) -> dict:
+def evaluate_in_group(args, info: D.DistInfo, datasets_fn=eval_datasets) -> dict:
+    """--eval in one process of the group; ``datasets_fn(args, describer) -> {split: dataset}``
+    (default ``eval_datasets``: dev then test; pre-training: its held-out entries)."""
     out, log = start_run(args, info)
     checkpoint = read_checkpoint(args)
     if checkpoint is not None:
@@ -73,11 +74,8 @@ def evaluate_in_group(args, info: D.DistInfo) -> dict:
     model, _ = build_run_model(args, info, log, checkpoint, cfg)
     del checkpoint
     ctx = engine.RunContext(args=args, dist=info, output_dir=out, log=log, amp_dtype=amp_dtype(args, info.device))
-    datasets = {split: build_dataset(args, split, train=False, describer=describer) for split in eval_splits(args.dataset)}
-    if describer is not None:
-        tell_pose_files(describer, datasets.values(), args.trust_pickles)
-        for split, ds in datasets.items():
-            log(describer.summary(split, ds.sample_ids()))
+    datasets = datasets_fn(args, describer)
+    announce_descriptions(describer, datasets, args.trust_pickles, log)
     warm_text_cache(model, describer, [i for ds in datasets.values() for i in ds.sample_ids()], log)
     results = {}
     for split, ds in datasets.items():

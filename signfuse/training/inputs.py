@@ -9,7 +9,6 @@ from signfuse.config import SPLITS
 from signfuse.data import paths
 from signfuse.data.dataset import SignDataset, collate_fn
 from signfuse.data.hand_crops import RGBSettings
-from signfuse.data.pose import pose_path
 from signfuse.describe.describer import build_describer
 from signfuse.training import distributed as D
 from signfuse.training.samplers import BatchShardSampler, ResumableSampler
@@ -56,6 +55,11 @@ def build_loader(ds, args, info: D.DistInfo, train: bool, generator_seed: int = 
 
 
 
+def eval_datasets(args, describer) -> dict:
+    """{split: dataset} of --eval: dev then test (How2Sign: test)."""
+    return {split: build_dataset(args, split, train=False, describer=describer) for split in eval_splits(args.dataset)}
+
+
 def eval_splits(dataset: str) -> list[str]:
     """dev then test; How2Sign has no dev split."""
     return [s for s in ("dev", "test") if s in SPLITS[dataset]]
@@ -80,11 +84,18 @@ def training_data(args, log) -> TrainData:
     val_split = eval_splits(args.dataset)[0]
     data = TrainData(describer, build_dataset(args, "train", train=True, describer=describer),
                      val_split, build_dataset(args, val_split, train=False, describer=describer))
-    if describer is not None:
-        tell_pose_files(describer, [data.train, data.val], args.trust_pickles)
-        log(describer.summary("train", data.train.sample_ids()))
-        log(describer.summary(val_split, data.val.sample_ids()))
+    announce_descriptions(describer, {"train": data.train, val_split: data.val}, args.trust_pickles, log)
     return data
+
+
+def announce_descriptions(describer, datasets: dict, trust_pickles: bool, log) -> None:
+    """Tell the describer the pose files of ``datasets`` ({split: dataset}, for --describe rules)
+    and log its coverage per split; nothing without descriptions."""
+    if describer is None:
+        return
+    tell_pose_files(describer, datasets.values(), trust_pickles)
+    for split, ds in datasets.items():
+        log(describer.summary(split, ds.sample_ids()))
 
 
 
@@ -92,6 +103,5 @@ def tell_pose_files(describer, datasets, trust_pickles: bool) -> None:
     """--describe rules: tell the describer every sample's pose file, so that it can make any
     sample's descriptions itself (``warm_text_cache`` encodes every text before the run)."""
     if hasattr(describer, "set_pose_files"):
-        describer.set_pose_files({sample_id: pose_path(ds.pose_dir, ds.labels[key]["video_path"])
-                                  for ds in datasets for key, sample_id in zip(ds.keys, ds.sample_ids(), strict=True)},
+        describer.set_pose_files({sample_id: path for ds in datasets for sample_id, path in ds.pose_files().items()},
                                  trust_pickles)

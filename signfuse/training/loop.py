@@ -155,9 +155,35 @@ def run_epoch(t: Trainer) -> dict:
         with open(t.out / "log.txt", "a", encoding="utf-8") as f:
             f.write(json.dumps(plain(entry)) + "\n")
         atomic_save(t.checkpoint(epoch), t.out / f"checkpoint_{epoch}.pth")
+        drop_old_checkpoints(t.out, epoch, getattr(args, "keep_checkpoints", None))
     end_epoch(t)
     return entry
 
+
+
+def drop_old_checkpoints(out: Path, epoch: int, keep: int | None) -> None:
+    """--keep_checkpoints N: only the newest N ``checkpoint_<epoch>.pth`` stay (None or 0: all)."""
+    if not keep or keep < 1:
+        return
+    for path in out.glob("checkpoint_*.pth"):
+        number = path.stem[len("checkpoint_"):]
+        if number.isdigit() and int(number) <= epoch - keep:
+            path.unlink(missing_ok=True)
+
+
+def quick_break_saver(t: Trainer):
+    """--quick_break N (pre-training, as Uni-Sign): rank 0 overwrites ``checkpoint.pth`` (the
+    weights, as ``checkpoint_<epoch>.pth``) after every N micro-batches of an epoch, or once at
+    the epoch's end when N <= 0; training goes on. None without the flag (fine-tuning)."""
+    every = getattr(t.args, "quick_break", None)
+    if every is None or not (t.info.is_main and t.out):
+        return None
+
+    def save(state, batches_in_epoch: int) -> None:
+        done = state.batch_in_epoch
+        if (every > 0 and done % every == 0) or (every <= 0 and done == batches_in_epoch):
+            atomic_save(t.checkpoint(state.epoch), t.out / "checkpoint.pth")
+    return save
 
 
 def training_over(t: Trainer) -> bool:
@@ -203,13 +229,15 @@ def finish_run(t: Trainer, entry: dict) -> dict:
 
 
 
-def train_in_group(args, info: D.DistInfo) -> dict:
+def train_in_group(args, info: D.DistInfo, data_fn=None) -> dict:
+    """Train in one process of the group; ``data_fn(args, log) -> TrainData`` (default
+    ``training_data``; pre-training: its corpus)."""
     out, log = start_run(args, info)
     resumed = agreed_resume_state(args, out, info, log)
     checkpoint = read_checkpoint(args)
     cfg = resolve_model_config(args, checkpoint, args.finetune)  # once: train takes its settings from its flags
     backbone = rgb_backbone(args, checkpoint, cfg, log)  # before any work: it may be unavailable offline
-    data = training_data(args, log)
+    data = (data_fn or training_data)(args, log)
     model, cfg = build_run_model(args, info, log, checkpoint, cfg, training=True, backbone=backbone)
     del backbone
     del checkpoint
@@ -218,6 +246,7 @@ def train_in_group(args, info: D.DistInfo) -> dict:
     log(f"model: {total / 1e6:.2f}M parameters" + (f", description fusion ({cfg.text_fusion_type}): "
                                                      f"+{fusion / 1e6:.3f}M" if cfg.use_descriptions else ""))
     t = make_trainer(args, info, log, out, model, data, resumed)
+    t.ctx.after_micro_batch = quick_break_saver(t)
     del resumed
     entry = t.state.history[-1] if t.state.history else {}
     if training_over(t):

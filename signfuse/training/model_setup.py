@@ -50,6 +50,9 @@ def build_run_model(args, info: D.DistInfo, log=print, checkpoint=None, cfg=None
     if training and cfg.rgb_support:
         start_rgb_branch(model, cfg, report, args.seed, log)
     model.to(info.device)
+    if getattr(args, "compile", False):
+        from signfuse.models.compiled import compile_model
+        log(f"--compile: torch.compile of {', '.join(compile_model(model))} (static shapes)")
     return model, model.cfg
 
 

@@ -18,24 +18,31 @@ The parts: ``session`` (process group, output folder, log), ``resume``, ``inputs
 loaders; ``samplers``), ``model_setup`` (flags or checkpoint to model), ``parallel`` (DDP,
 DeepSpeed), ``loop`` (the epochs), ``evaluation``.
 """
+import functools
+
 from signfuse.training.evaluation import evaluate_in_group
 from signfuse.training.loop import train_in_group
 from signfuse.training.session import in_process_group
 from signfuse.training.settings import resolve_describer
 
 
-def train(args) -> dict:
-    """Fine-tune; returns the final epoch's log entry (with the best metric). The describer's
-    settings are resolved first (``resolve_describer``): the checkpoints record them complete."""
-    return in_process_group(resolve_describer(args), train_in_group)
+def train(args, data=None) -> dict:
+    """Fine-tune (or pre-train: ``data(args, log) -> TrainData`` builds its corpus, default
+    ``inputs.training_data``); returns the final epoch's log entry (with the best metric). The
+    describer's settings are resolved first (``resolve_describer``): the checkpoints record
+    them complete."""
+    return in_process_group(resolve_describer(args), functools.partial(train_in_group, data_fn=data))
 
 
 # ----------------------------------------------------------------------------- evaluate
 
-def evaluate(args) -> dict:
+def evaluate(args, datasets=None) -> dict:
     """--eval: dev then test (How2Sign: test); with descriptions, also (or only) with every
     frame masked (--eval_descriptions both|off, results under "<split>_nodesc"). The settings
-    of --finetune's checkpoint apply to the flags not given. Returns {split: metrics}."""
-    return in_process_group(args, evaluate_in_group)
+    of --finetune's checkpoint apply to the flags not given. ``datasets(args, describer) ->
+    {split: dataset}`` picks other splits (pre-training). Returns {split: metrics}."""
+    if datasets is None:
+        return in_process_group(args, evaluate_in_group)
+    return in_process_group(args, functools.partial(evaluate_in_group, datasets_fn=datasets))
 
 
