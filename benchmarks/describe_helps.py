@@ -102,7 +102,7 @@ def rows_of(done: dict, seeds: list, work: Path, pairs) -> dict:
         if f"{seeds[0]}/{key}" not in done:
             continue
         tags = [("", f"{title}"), ("_nodesc", f"{title} (descriptions off)")] if desc else [("", title)]
-        if desc and f"test_predicted" in done[f"{seeds[0]}/{key}"]["results"]:
+        if desc and "test_predicted" in done[f"{seeds[0]}/{key}"]["results"]:
             tags.insert(1, ("_predicted", f"{title} (descriptions predicted)"))
         for tag, row in tags:
             rows[row] = {}

@@ -14,6 +14,7 @@ from signfuse.models.rgb_branch import (
     load_backbone_weights,
     rgb_training_warning,
 )
+from signfuse.models.compiled import compile_model
 from signfuse.models.text_fusion import TextEncoder
 from signfuse.models.uni_sign import attach_text_source, build_model
 from signfuse.training import distributed as D
@@ -51,7 +52,6 @@ def build_run_model(args, info: D.DistInfo, log=print, checkpoint=None, cfg=None
         start_rgb_branch(model, cfg, report, args.seed, log)
     model.to(info.device)
     if getattr(args, "compile", False):
-        from signfuse.models.compiled import compile_model
         log(f"--compile: torch.compile of {', '.join(compile_model(model))} (static shapes)")
     return model, model.cfg
 
