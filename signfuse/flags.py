@@ -306,6 +306,18 @@ def add_generation_args(p) -> None:
     add_flags(p.add_argument_group("generation"), *GENERATION)
 
 
+def add_prediction_args(p, *data) -> None:
+    """The flags of a checkpoint's predictor (predict, translate, render, serve): each overrides
+    the checkpoint's recorded setting when given. ``data``: the data flags besides dataset and
+    max_length the command takes (e.g. "trust_pickles")."""
+    add_data_args(p, "dataset", "max_length", *data)
+    add_flags(p.add_argument_group("model"), "mt5_model")
+    add_description_args(p, "describe", "language", "frame_size", "fps", *DESCRIPTION_MODEL)
+    add_generation_args(p)
+    add_distributed_args(p, "device")
+    add_rgb_args(p, "rgb_support", "rgb_eval_sampling", "rgb_crop")
+
+
 def add_distributed_args(p, *dests) -> None:
     """Device, precision, processes (torchrun / DeepSpeed)."""
     add_flags(p.add_argument_group("devices and processes"), *(dests or DISTRIBUTED))

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 from conftest import REPO
 
+from signfuse import cli
 from signfuse.config import ModelConfig
 from signfuse.describe.describer import build_describer
 from signfuse.models.text_fusion import DescriptionFusion, TextEncoder
@@ -71,3 +72,13 @@ class ProjectedTextEncoder(TextEncoder):
             return out
         vecs = self.proj(self.encode([texts[i] for i in rows]))  # (n, hidden_dim)
         return out.index_copy(0, torch.tensor(rows, device=out.device), vecs.to(out.dtype))
+
+
+def run_cli(capsys, *argv) -> tuple:
+    """(exit status, stdout, stderr) of ``signfuse ARGV`` run in this process."""
+    try:
+        status = cli.main([str(a) for a in argv])
+    except SystemExit as e:
+        status = e.code
+    out, err = capsys.readouterr()
+    return status, out, err

@@ -17,6 +17,7 @@ import torch
 import uvicorn
 
 from conftest import pinned_batch, train_on
+from helpers import run_cli
 from signfuse import cli
 from signfuse.commands.serve import make_app
 from signfuse.config import ModelConfig
@@ -68,14 +69,7 @@ def decode(path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
 
 
-def signfuse(capsys, *argv) -> tuple:
-    """(exit status, stdout, stderr) of ``signfuse ARGV`` run in this process."""
-    try:
-        status = cli.main([str(a) for a in argv])
-    except SystemExit as e:
-        status = e.code
-    out, err = capsys.readouterr()
-    return status, out, err
+signfuse = run_cli  # (exit status, stdout, stderr) of ``signfuse ARGV`` run in this process
 
 
 @contextlib.contextmanager

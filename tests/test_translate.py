@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import one_error_line, pinned_batch, train_on
+from helpers import run_cli
 from signfuse import cli
 from signfuse.inference import pose_extraction, predict
 from signfuse.config import ModelConfig
@@ -56,12 +57,7 @@ def setup(tmp_path_factory):
 
 def main(capsys, monkeypatch, *argv):
     """(exit status, stdout, stderr) of signfuse.cli.main with extract-pose and translate registered."""
-    try:
-        status = cli.main([str(a) for a in argv])
-    except SystemExit as e:
-        status = e.code
-    out, err = capsys.readouterr()
-    return status, out, err
+    return run_cli(capsys, *argv)
 
 
 def test_translate_equals_predict_on_the_extracted_pose(setup, tmp_path, capsys, monkeypatch):

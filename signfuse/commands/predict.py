@@ -1,13 +1,5 @@
 """``signfuse predict``: translate one pose file with a checkpoint."""
-from signfuse.flags import (
-    DESCRIPTION_MODEL,
-    add_data_args,
-    add_description_args,
-    add_distributed_args,
-    add_flags,
-    add_generation_args,
-    add_rgb_args,
-)
+from signfuse.flags import add_flags, add_prediction_args
 from signfuse.inference.predict import predict_file
 
 
@@ -24,10 +16,5 @@ def register(sub) -> None:
     g.add_argument("--pose", required=True, help="pose .pkl file")
     g.add_argument("--description", default=None, help="description .json file of that video")
     add_flags(g, "video")
-    add_data_args(sp, "dataset", "max_length", "trust_pickles")
-    add_flags(sp.add_argument_group("model"), "mt5_model")
-    add_description_args(sp, "describe", "language", "frame_size", "fps", *DESCRIPTION_MODEL)
-    add_generation_args(sp)
-    add_distributed_args(sp, "device")
-    add_rgb_args(sp, "rgb_support", "rgb_eval_sampling", "rgb_crop")
+    add_prediction_args(sp, "trust_pickles")
     sp.set_defaults(func=cmd_predict)

@@ -58,10 +58,5 @@ def register(sub) -> None:
     flags.add_flags(g, "finetune")
     g.add_argument("--description", default=None, help="description .json file of the video")
     # the translation's flags, as `signfuse translate` (and predict) have them
-    flags.add_data_args(sp, "dataset", "max_length", "trust_pickles")
-    flags.add_flags(sp.add_argument_group("model"), "mt5_model")
-    flags.add_description_args(sp, "describe", "language", "frame_size", "fps", *flags.DESCRIPTION_MODEL)
-    flags.add_generation_args(sp)
-    flags.add_distributed_args(sp, "device")
-    flags.add_rgb_args(sp, "rgb_support", "rgb_eval_sampling", "rgb_crop")
+    flags.add_prediction_args(sp, "trust_pickles")
     sp.set_defaults(func=cmd_render)

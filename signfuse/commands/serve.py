@@ -40,10 +40,5 @@ def register(sub) -> None:
     flags.add_flags(g, "port", "max_upload_mb", "max_seconds", "max_queue")
     add_extraction_args(sp)
     # the translation's flags, as `signfuse translate` has them
-    flags.add_data_args(sp, "dataset", "max_length")
-    flags.add_flags(sp.add_argument_group("model"), "mt5_model")
-    flags.add_description_args(sp, "describe", "language", "frame_size", "fps", *flags.DESCRIPTION_MODEL)
-    flags.add_generation_args(sp)
-    flags.add_distributed_args(sp, "device")
-    flags.add_rgb_args(sp, "rgb_support", "rgb_eval_sampling", "rgb_crop")
+    flags.add_prediction_args(sp)
     sp.set_defaults(func=cmd_serve, description=None, trust_pickles=False)

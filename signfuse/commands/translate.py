@@ -2,7 +2,7 @@
 import argparse
 import json
 
-from signfuse import flags as cli
+from signfuse import flags
 from signfuse.commands import extract_pose, predict
 from signfuse.inference import translate
 from signfuse.inference.translate import translate_videos
@@ -47,7 +47,7 @@ def register(sub) -> None:
                         description=translate.__doc__.split("\n\n")[0], epilog=RULES_FRAME_NOTE)
     g = sp.add_argument_group("inputs")
     g.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
-    cli.add_flags(g, "finetune", required=("finetune",))
+    flags.add_flags(g, "finetune", required=("finetune",))
     g.add_argument("--description", default=None, help="description .json file of the video (one video only)")
     g = sp.add_argument_group("output and pose files")
     g.add_argument("--json", action="store_true", help="one JSON object per video: text, pose file, timings, gates")
@@ -55,10 +55,5 @@ def register(sub) -> None:
                    help="folder of the pose files (<stem>.pkl; default: <stem>.pose.pkl next to each video)")
     extract_pose.add_extraction_args(sp)
     # predict's own flags (the checkpoint's settings unless given), as `signfuse predict` has them
-    cli.add_data_args(sp, "dataset", "max_length")
-    cli.add_flags(sp.add_argument_group("model"), "mt5_model")
-    cli.add_description_args(sp, "describe", "language", "frame_size", "fps", *cli.DESCRIPTION_MODEL)
-    cli.add_generation_args(sp)
-    cli.add_distributed_args(sp, "device")
-    cli.add_rgb_args(sp, "rgb_support", "rgb_eval_sampling", "rgb_crop")
+    flags.add_prediction_args(sp)
     sp.set_defaults(func=cmd_translate)
