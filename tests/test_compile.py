@@ -13,17 +13,17 @@ import copy
 import pytest
 import torch
 
-from conftest import NODES
+from conftest import padded_parts
 from signfuse.config import TINY_POSE_CHANNELS, ModelConfig
 from signfuse.models.compiled import compile_model, is_compiled
-from signfuse.models.pose_encoder import PARTS, PoseEncoder
+from signfuse.models.pose_encoder import PoseEncoder
 
 TOL = 1e-4  # relative to the largest |value| of each tensor
 
 
 def batch(B: int, T: int, seed: int) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {part: torch.rand(B, T, NODES[part], 3, generator=g) * 2 - 1 for part in PARTS}
+    """Random parts (B, T, V, 3) in [-1, 1] from one seeded generator (conftest.padded_parts)."""
+    return padded_parts([T] * B, torch.Generator().manual_seed(seed))
 
 
 def fwd_bwd(model, b):

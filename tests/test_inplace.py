@@ -6,9 +6,9 @@ import copy
 import torch
 import torch.nn as nn
 
-from conftest import NODES
+from conftest import padded_parts
 from signfuse.config import ModelConfig
-from signfuse.models.pose_encoder import PARTS, PoseEncoder
+from signfuse.models.pose_encoder import PoseEncoder
 from signfuse.models.stgcn import STGCNBlock
 
 
@@ -24,8 +24,8 @@ def out_of_place(model: nn.Module) -> nn.Module:
 
 
 def random_batch(B: int, T: int, seed: int) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {part: torch.rand(B, T, NODES[part], 3, generator=g) * 2 - 1 for part in PARTS}
+    """Random parts (B, T, V, 3) in [-1, 1] from one seeded generator (conftest.padded_parts)."""
+    return padded_parts([T] * B, torch.Generator().manual_seed(seed))
 
 
 def run(model, batch):
