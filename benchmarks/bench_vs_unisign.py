@@ -414,6 +414,7 @@ def memory_child(args) -> dict:
         model, inputs = unisign_model(us, mt5, tokenizer, signfuse_model(mt5, tokenizer).state_dict()), (src, tgt)
     model.train()
     built = rss_bytes()
+    torch.manual_seed(args.seed)  # the same dropout masks on both sides (their losses are compared)
     loss = fwd_bwd(model, inputs)
     peak = peak_rss_bytes()
     return {"peak_minus_imports": peak - base, "peak_minus_built": peak - built, "loss": float(loss)}
