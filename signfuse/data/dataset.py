@@ -27,6 +27,17 @@ from signfuse.data.transforms import (
 from signfuse.errors import InputError, SampleError
 
 
+def frame_describer(describer, video_path: str, pose):
+    """``frames -> describer.describe(sample_id, frames)`` for one loaded sample (sample_id: the
+    stem of its video path; the pose goes along to describers that need it), or None without a
+    describer."""
+    if describer is None:
+        return None
+    sample_id = Path(video_path).stem
+    extra = {"pose": pose} if getattr(describer, "needs_pose", False) else {}
+    return lambda frames: describer.describe(sample_id, frames, **extra)
+
+
 class SignDataset(torch.utils.data.Dataset):
     """The samples of one split: ``label_path``'s entries, their poses under ``pose_dir``.
 
@@ -70,11 +81,7 @@ class SignDataset(torch.utils.data.Dataset):
         pose_file = pose_path(self.pose_dir, sample["video_path"])
         pose = load_pose(pose_file, self.trust_pickles)
         rng = np.random.default_rng((self.seed, self.epoch, index)) if self.train else None
-        describe = None
-        if self.describer is not None:
-            sample_id = Path(sample["video_path"]).stem
-            extra = {"pose": pose} if getattr(self.describer, "needs_pose", False) else {}
-            describe = lambda frames: self.describer.describe(sample_id, frames, **extra)  # noqa: E731
+        describe = frame_describer(self.describer, sample["video_path"], pose)
         gloss = gloss_text(sample["gloss"])
         item = make_item(pose, sample["name"], text=sample["text"], gloss=gloss,
                          target=gloss if self.task == "CSLR" else sample["text"],

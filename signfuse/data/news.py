@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from signfuse.data.dataset import SignDataset, make_item
+from signfuse.data.dataset import SignDataset, frame_describer, make_item
 from signfuse.data.labels import kind
 from signfuse.data.pose import pose_record
 from signfuse.errors import InputError, SampleError
@@ -159,11 +159,7 @@ class NewsDataset(SignDataset):
     def load_entry(self, index: int, entry: dict) -> dict:
         pose = load_news_pose(self.pose_dir / entry["pose"], self.trust_pickles)
         rng = np.random.default_rng((self.seed, self.epoch, index)) if self.train else None
-        describe = None
-        if self.describer is not None:
-            sample_id = Path(entry["video"]).stem
-            extra = {"pose": pose} if getattr(self.describer, "needs_pose", False) else {}
-            describe = lambda frames: self.describer.describe(sample_id, frames, **extra)  # noqa: E731
+        describe = frame_describer(self.describer, entry["video"], pose)
         item = make_item(pose, entry["video"], text=entry["text"], target=entry["text"],
                          max_length=self.max_length, train=self.train, rng=rng, describe=describe)
         if self.rgb is not None:
