@@ -28,6 +28,7 @@ from pathlib import Path
 
 from common import REPO, RESULTS, machine_info, machine_line, write_result
 
+from signfuse.config import RULES_CLAUSES
 from signfuse.demo import run as demo
 from signfuse.demo.synthetic import make_synthetic
 
@@ -52,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--desc_predictor_hidden", type=int, default=256)
     p.add_argument("--desc_distill_loss", default="contrastive", choices=("cosine", "mse", "contrastive"))
     p.add_argument("--desc_predicted_p", type=float, default=0.0)
+    p.add_argument("--rules_clauses", default="all", choices=RULES_CLAUSES,
+                   help="what the rules describer's texts say (signfuse describe --rules_clauses)")
     p.add_argument("--work_dir", default="/tmp/describe_helps")
     p.add_argument("--out", default=str(RESULTS / "describe_helps.json"))
     p.add_argument("--reuse", action="store_true",
@@ -59,13 +62,14 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def make_data(work: Path, s: dict, seed: int, cue_amplitude: float) -> dict:
+def make_data(work: Path, s: dict, seed: int, cue_amplitude: float, rules_clauses: str = "all") -> dict:
     """The seed's dataset (``<work>/<seed>/data``) and its rules descriptions (``data/rules``)."""
     data = work / str(seed) / "data"
     summary = make_synthetic(data, samples=s["samples"], seed=seed, n_signs=s["n_signs"], n_pairs=s["n_pairs"],
                              split=s["split"], overwrite=True, cue_amplitude=cue_amplitude)
     subprocess.run([sys.executable, "-c", "import sys; from signfuse.cli import main; sys.exit(main())",
-                    "describe", "--dataset", demo.DATASET, "--data_root", str(data), "--desc_dir", str(data / "rules")],
+                    "describe", "--dataset", demo.DATASET, "--data_root", str(data), "--desc_dir", str(data / "rules"),
+                    "--rules_clauses", rules_clauses],
                    check=True, cwd=REPO, capture_output=True)
     return summary
 
@@ -146,7 +150,7 @@ def main(argv=None) -> None:
     jobs, commands = [], {}
     for seed in args.seeds:
         summary = (json.loads((work / str(seed) / "summary.json").read_text()) if args.reuse
-                   else make_data(work, s, seed, args.cue_amplitude))
+                   else make_data(work, s, seed, args.cue_amplitude, args.rules_clauses))
         (work / str(seed) / "summary.json").write_text(json.dumps(summary, default=str))
         seed_jobs, commands[str(seed)] = jobs_of_seed(work, s, seed, args.models)
         jobs += seed_jobs
@@ -159,7 +163,8 @@ def main(argv=None) -> None:
         done = demo._run_all(jobs, args.workers, threads=1, quiet=True)
         (work / "done.json").write_text(json.dumps(done, default=str))  # the raw results, for --reuse
     rows = rows_of(done, args.seeds, work, summary["pairs"])
-    settings = {**s, "seeds": args.seeds, "cue_amplitude": args.cue_amplitude, "workers": args.workers,
+    settings = {**s, "seeds": args.seeds, "cue_amplitude": args.cue_amplitude, "rules_clauses": args.rules_clauses,
+                "workers": args.workers,
                 "splits": summary["splits"], "pairs": summary["pairs"], "wall_s": round(time.time() - t0, 1),
                 "train_s": {job[0]: round(done[job[0]]["train_s"], 1) for job in jobs}}
     write_result(args.out, {"rows": rows, "table": table(rows, args.seeds), "commands": commands},

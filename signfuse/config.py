@@ -24,6 +24,7 @@ RGB_GATE_INITS = ("zero", "small")
 RGB_CROPS = ("unisign", "padded")        # padded: boxes leaving the frame are zero-filled, never wrapped
 DESCRIBE_SOURCES = ("files", "rules")    # where descriptions come from in train/eval/predict
 DESCRIBE_LANGUAGES = ("en", "zh")
+RULES_CLAUSES = ("all", "face", "hands")  # what a rules text keeps (docs/describe.md)
 
 UNISIGN_MT5_DIR = "./pretrained_weight/mt5-base"
 TINY_MT5 = "tiny"  # --mt5_model tiny: the tiny config and tokenizer shipped in signfuse/assets

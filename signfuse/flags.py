@@ -17,7 +17,7 @@ import argparse
 import copy
 
 from signfuse.config import (ALIGNMENTS, DATASETS, DESCRIBE_LANGUAGES, DESCRIBE_SOURCES, FUSION_TYPES, RGB_CROPS,
-                             RGB_EVAL_SAMPLING, RGB_GATE_INITS, TASKS, UNISIGN_MT5_DIR)
+                             RGB_EVAL_SAMPLING, RGB_GATE_INITS, RULES_CLAUSES, TASKS, UNISIGN_MT5_DIR)
 from signfuse.errors import InputError
 
 
@@ -126,6 +126,10 @@ _flag("--frame_size", group="description_source", record="descriptions", resume=
            "(default: per dataset, see docs/describe.md)")
 _flag("--fps", group="description_source", record="descriptions", resume=True, type=float, default=None,
       help="frame rate of the pose files for the rules describer (default: 25)")
+_flag("--rules_clauses", group="description_source", record="descriptions", resume=True, default="all",
+      choices=RULES_CLAUSES,
+      help="what the rules describer's texts say: all; face (mouth, eyebrows, head only: a short text "
+           "where the face moves, none where it rests); hands")
 # descriptions: alignment to the sampled frames, text vectors, fusion
 _flag("--desc_alignment", group="description_model", record="descriptions", default="interpolate", choices=ALIGNMENTS)
 _flag("--max_gap", group="description_model", record="descriptions",
@@ -312,7 +316,7 @@ def add_prediction_args(p, *data) -> None:
     max_length the command takes (e.g. "trust_pickles")."""
     add_data_args(p, "dataset", "max_length", *data)
     add_flags(p.add_argument_group("model"), "mt5_model")
-    add_description_args(p, "describe", "language", "frame_size", "fps", *DESCRIPTION_MODEL)
+    add_description_args(p, "describe", "language", "frame_size", "fps", "rules_clauses", *DESCRIPTION_MODEL)
     add_generation_args(p)
     add_distributed_args(p, "device")
     add_rgb_args(p, "rgb_support", "rgb_eval_sampling", "rgb_crop")

@@ -171,7 +171,7 @@ def test_same_input_same_output_and_float_types_do_not_matter():
 def test_settings_defaults_and_bad_values():
     s = rules_settings("CSL_Daily")
     assert s == {"describer": "rules", "version": rules.RULES_VERSION, "language": "zh",
-                 "frame_size": [512, 512], "fps": 25.0, "max_tokens": 64}
+                 "frame_size": [512, 512], "fps": 25.0, "max_tokens": 64, "clauses": "all"}
     assert rules_settings("How2Sign")["language"] == "en" and rules_settings("How2Sign")["frame_size"] == [1280, 720]
     with pytest.raises(InputError, match="--frame_size"):
         rules_settings("WLASL", frame_size=(0, 480))
@@ -179,6 +179,39 @@ def test_settings_defaults_and_bad_values():
         rules_settings("WLASL", fps=0)
     with pytest.raises(InputError, match="--desc_max_tokens"):
         rules_settings("WLASL", max_tokens=0)
+    with pytest.raises(InputError, match="--rules_clauses nose: expected one of all, face, hands"):
+        rules_settings("WLASL", clauses="nose")
     warned = []
     d = rules.rules_describer_from_settings({**s, "version": "0.old"}, warn=warned.append)
     assert d.settings["version"] == rules.RULES_VERSION and "version 0.old" in warned[0]
+
+
+def test_rules_clauses_keep_the_face_or_the_hands():
+    attributes = rules.absent_attributes()
+    attributes["right_hand"].update(location="face", movement="up", speed="normal", path="straight")
+    attributes["left_hand"].update(location="chest", movement="hold", handshape="closed")
+    attributes.update(mouth="open", mouth_corners="up", eyebrows="raised", head={"movement": "nod", "tilt": "none"})
+    ends = {"right_hand": True, "left_hand": True}
+    assert templates.render(attributes, ends, "en", 64, "all") == templates.render(attributes, ends, "en", 64) == (
+        "right hand moves up to the face; left hand holds at the chest; mouth open; mouth corners up; "
+        "eyebrows raised; head nods; left hand seems closed")
+    assert templates.render(attributes, ends, "en", 64, "face") == \
+        "mouth open; mouth corners up; eyebrows raised; head nods"
+    assert templates.render(attributes, ends, "zh", 64, "face") == "嘴张开；嘴角上扬；眉毛上扬；点头"
+    assert templates.render(attributes, ends, "en", 64, "hands") == \
+        "right hand moves up to the face; left hand holds at the chest; left hand seems closed"
+    attributes.update(mouth="closed", mouth_corners="neutral", eyebrows="neutral", head={"movement": "still"})
+    assert templates.render(attributes, ends, "en", 64, "face") == ""  # a resting face: no text
+
+
+def test_face_clauses_describe_only_where_the_face_moves_and_files_record_the_choice():
+    keypoints, scores = signer(30)
+    keypoints[10:22, 71:91] = np.array([0.5, 0.4]) + 0.1 * OPEN_MOUTH  # the mouth opens at frames 10-21
+    every = describer().describe(keypoints, scores)
+    face = describer(clauses="face").describe(keypoints, scores)
+    assert [(s["start"], s["end"]) for s in face] == [(s["start"], s["end"]) for s in every]  # same segments
+    assert [s["attributes"] for s in face] == [s["attributes"] for s in every]
+    said = {i for s in face if s["text"] for i in range(s["start"], s["end"])}
+    assert said == set(range(10, 22)) and {s["text"] for s in face if s["text"]} == {"mouth open"}
+    assert "clauses" not in describer().generator()["parameters"]  # files of the default stay up to date
+    assert describer(clauses="face").generator()["parameters"]["clauses"] == "face"

@@ -18,7 +18,7 @@ def register(sub) -> None:
                                          "rules, or by a local vision-language model)")
     add_data_args(sp, "dataset", "data_root", "label_dir", "pose_dir", "split", "trust_pickles", required=("dataset",))
     # the output: <desc_dir>/<dataset>/<sample_id>.json, as runs read them; the rules describer's settings
-    add_description_args(sp, "desc_dir", "language", "frame_size", "fps", "desc_max_tokens")
+    add_description_args(sp, "desc_dir", "language", "frame_size", "fps", "rules_clauses", "desc_max_tokens")
     g = sp.add_argument_group("describe")
     g.add_argument("--describer", default="rules", choices=("rules", "vlm"),
                    help="rules: from the pose keypoints (deterministic, CPU); vlm: a local vision-language model")

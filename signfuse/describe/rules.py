@@ -130,18 +130,19 @@ def default_language(dataset: str) -> str:
 
 
 def rules_settings(dataset: str, language=None, frame_size=None, fps=None,
-                   max_tokens: int = DEFAULT_MAX_TOKENS) -> dict:
+                   max_tokens: int = DEFAULT_MAX_TOKENS, clauses: str = "all") -> dict:
     """The complete settings of the rules describer, defaults filled in from ``dataset``.
 
     Returns ``{"describer": "rules", "version", "language", "frame_size": [W, H], "fps",
-    "max_tokens"}`` (plain data: a checkpoint records it). Raises InputError on bad values.
+    "max_tokens", "clauses"}`` (plain data: a checkpoint records it). Raises InputError on bad values.
     """
     if dataset not in DATASETS:
         raise InputError(f"--dataset {dataset}: unknown dataset, expected one of {', '.join(DATASETS)}")
     settings = {"describer": "rules", "version": RULES_VERSION,
                 "language": language or default_language(dataset),
                 "frame_size": list(frame_size or DEFAULT_FRAME_SIZE[dataset]),
-                "fps": float(fps if fps is not None else DEFAULT_FPS), "max_tokens": max_tokens}
+                "fps": float(fps if fps is not None else DEFAULT_FPS), "max_tokens": max_tokens,
+                "clauses": clauses}
     check_settings(settings)
     return settings
 
@@ -161,6 +162,8 @@ def check_settings(settings: dict) -> None:
     if isinstance(settings["max_tokens"], bool) or not isinstance(settings["max_tokens"], int) \
             or settings["max_tokens"] < 1:
         raise InputError(f"--desc_max_tokens {settings['max_tokens']}: expected a positive integer")
+    if settings.get("clauses", "all") not in templates.CLAUSE_SETS:
+        raise InputError(f"--rules_clauses {settings['clauses']}: expected one of {', '.join(templates.CLAUSE_SETS)}")
 
 
 def frames_of(seconds: float, fps: float, odd: bool = False) -> int:
@@ -683,12 +686,15 @@ class RulesDescriber:
         self.fps = float(settings["fps"])
         self.language = settings["language"]
         self.max_tokens = int(settings["max_tokens"])
+        self.clauses = settings.get("clauses", "all")  # absent in settings recorded before --rules_clauses
 
     def generator(self) -> dict:
         """The ``generator`` object of a description file: name, version, every parameter."""
         parameters = {"language": self.language, "frame_size": list(self.settings["frame_size"]),
                       "fps": self.fps, "max_tokens": self.max_tokens,
                       "templates": templates.TEMPLATE_VERSION, "thresholds": dict(THRESHOLDS)}
+        if self.clauses != "all":  # only then: the files written before --rules_clauses stay up to date
+            parameters["clauses"] = self.clauses
         return {"name": GENERATOR_NAME, "version": RULES_VERSION, "parameters": parameters}
 
     def describe(self, keypoints: np.ndarray, scores: np.ndarray, offset: int = 0) -> list:
@@ -703,7 +709,8 @@ class RulesDescriber:
             attributes = segment_attributes(features, labels, starts, ends)
             ends_of = movement_ends(labels, starts)
         return [{"start": int(s) + offset, "end": int(e) + offset,
-                 "text": templates.render(a, flags, self.language, self.max_tokens), "attributes": a}
+                 "text": templates.render(a, flags, self.language, self.max_tokens, self.clauses),
+                 "attributes": a}
                 for s, e, a, flags in zip(starts, ends, attributes, ends_of, strict=True)]
 
     def describe_pose(self, pose) -> list:

@@ -7,6 +7,10 @@ neutral, eyebrows neutral, head still, no tilt) are not mentioned. When a text w
 the budget (``count_units`` > ``max_tokens``) the lowest-priority clauses are dropped, and
 a first clause that alone is too long is cut (``fit``).
 
+``which`` (``--rules_clauses``): "all" the clauses above; "face" only the face's (mouth, mouth
+corners, eyebrows, head): a segment whose face rests gets the empty text, which readers skip, so
+the texts are short and appear only where the face does something; "hands" only the hands'.
+
 Budget units (``count_units``): English counts whitespace-separated words, Chinese counts
 characters (punctuation included, spaces not). mT5's SentencePiece cuts a common English
 word into 1-2 pieces and a Chinese character into about one, so keep ``--desc_max_tokens``
@@ -16,10 +20,11 @@ a little under the text encoder's own limit when a hard guarantee matters.
 (``rules.RULES_VERSION``): change it whenever a phrase changes, so that ``signfuse describe``
 rewrites the files and a checkpoint trained on the old texts is flagged.
 """
-from signfuse.config import DESCRIBE_LANGUAGES
+from signfuse.config import DESCRIBE_LANGUAGES, RULES_CLAUSES
 
 TEMPLATE_VERSION = "1"
 LANGUAGES = DESCRIBE_LANGUAGES  # ("en", "zh")
+CLAUSE_SETS = RULES_CLAUSES  # ("all", "face", "hands"): what a text keeps (--rules_clauses)
 SEPARATOR = {"en": "; ", "zh": "；"}
 
 HAND = {"en": {"right_hand": "right hand", "left_hand": "left hand"},
@@ -87,10 +92,11 @@ def hand_clause(name: str, hand: dict, ends: bool, language: str) -> str:
     return template.format(hand=label, direction=direction, manner=manner, at=at, to=to)
 
 
-def clauses(attributes: dict, ends: dict, language: str) -> list:
-    """Every clause of a segment, in priority order (see the module's docstring)."""
+def face_clauses(attributes: dict, language: str) -> list:
+    """The face's clauses: mouth, mouth corners, eyebrows, head movement and tilt (resting states
+    unmentioned)."""
     words = PHRASES[language]
-    out = [hand_clause(name, attributes[name], ends[name], language) for name in ("right_hand", "left_hand")]
+    out = []
     if attributes["mouth"] == "open":
         out.append(words["mouth"]["wide" if attributes.get("mouth_wide") else "open"])
     for key, table in (("mouth_corners", "corners"), ("eyebrows", "eyebrows")):
@@ -101,16 +107,26 @@ def clauses(attributes: dict, ends: dict, language: str) -> list:
         out.append(words["head"][head["movement"]])
     if head.get("tilt") in words["tilt"]:
         out.append(words["tilt"][head["tilt"]])
+    return out
+
+
+def clauses(attributes: dict, ends: dict, language: str, which: str = "all") -> list:
+    """The clauses of a segment, in priority order (see the module's docstring); ``which``
+    (``CLAUSE_SETS``): all of them, the face's only, or the hands' only."""
+    words = PHRASES[language]
+    moves = [hand_clause(name, attributes[name], ends[name], language) for name in ("right_hand", "left_hand")]
+    together = []
     hands = attributes.get("hands", {})
     if hands.get("relation") in words["relation"]:
-        out.append(words["relation"][hands["relation"]])
+        together.append(words["relation"][hands["relation"]])
     if hands.get("close"):
-        out.append(words["close"])
+        together.append(words["close"])
     for name in ("right_hand", "left_hand"):
         shape = attributes[name].get("handshape")
         if shape in words["shape"]:
-            out.append(words["shape"][shape].format(hand=HAND[language][name]))
-    return out
+            together.append(words["shape"][shape].format(hand=HAND[language][name]))
+    face = face_clauses(attributes, language)
+    return {"all": moves + face + together, "face": face, "hands": moves + together}[which]
 
 
 def count_units(text: str, language: str) -> int:
@@ -142,6 +158,8 @@ def fit(parts: list, max_tokens: int, language: str) -> str:
     return text if count_units(text, language) <= max_tokens else cut(text, max_tokens, language)
 
 
-def render(attributes: dict, ends: dict, language: str, max_tokens: int) -> str:
-    """The text of one segment: its clauses, within ``max_tokens`` budget units."""
-    return fit(clauses(attributes, ends, language), max_tokens, language)
+def render(attributes: dict, ends: dict, language: str, max_tokens: int, which: str = "all") -> str:
+    """The text of one segment: its clauses (``which``), within ``max_tokens`` budget units; ""
+    when it has none (a resting face with ``which`` "face")."""
+    parts = clauses(attributes, ends, language, which)
+    return fit(parts, max_tokens, language) if parts else ""

@@ -203,7 +203,7 @@ def run_tasks(tasks: list, init_args: tuple, workers: int, progress: bool):
 def settings_from_args(args) -> dict:
     """The rules describer's settings for the command-line flags (defaults per dataset)."""
     return rules_settings(args.dataset, language=args.language, frame_size=args.frame_size, fps=args.fps,
-                          max_tokens=args.desc_max_tokens)
+                          max_tokens=args.desc_max_tokens, clauses=getattr(args, "rules_clauses", "all"))
 
 
 def describe_dataset(args, progress: bool = True) -> DescribeSummary:
