@@ -53,6 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--desc_predictor_hidden", type=int, default=256)
     p.add_argument("--desc_distill_loss", default="contrastive", choices=("cosine", "mse", "contrastive"))
     p.add_argument("--desc_predicted_p", type=float, default=0.0)
+    p.add_argument("--desc_predicted_loss", type=float, default=0.0)
     p.add_argument("--rules_clauses", default="all", choices=RULES_CLAUSES,
                    help="what the rules describer's texts say (signfuse describe --rules_clauses)")
     p.add_argument("--work_dir", default="/tmp/describe_helps")
@@ -144,7 +145,7 @@ def main(argv=None) -> None:
     info = machine_info()
     s = demo.settings(samples=args.samples, epochs=args.epochs, desc_distill_weight=args.desc_distill_weight,
                       desc_predictor_hidden=args.desc_predictor_hidden, desc_distill_loss=args.desc_distill_loss,
-                      desc_predicted_p=args.desc_predicted_p)
+                      desc_predicted_p=args.desc_predicted_p, desc_predicted_loss=args.desc_predicted_loss)
     work = Path(args.work_dir)
     t0 = time.time()
     jobs, commands = [], {}

@@ -66,6 +66,7 @@ class ModelConfig:
     desc_predictor_hidden: int = 256      # the head's hidden width (0: one Linear)
     desc_distill_loss: str = "cosine"     # cosine (of layer-normalised vectors) or mse (raw vectors)
     desc_predicted_p: float = 0.0         # training: share of samples whose fusion reads the predictions
+    desc_predicted_loss: float = 0.0      # training: + this weight x the loss with every frame's text predicted
     desc_predictor_keypoints: bool = True  # the head also reads the face/body keypoints' displacements
     # RGB-pose branch (off: exactly the pose-only Uni-Sign; docs/rgb-pose.md section 8)
     rgb_support: bool = False

@@ -207,6 +207,11 @@ _flag("--desc_predicted_p", group="fusion", resume=True, valid=lambda v: None if
       type=float, default=None,
       help="training: share of samples whose fusion reads the (detached) predicted embeddings instead of the given "
            "ones (default 0)")
+_flag("--desc_predicted_loss", group="fusion", resume=True, valid=at_least(0, "must be >= 0"), type=float,
+      default=None,
+      help="training: add this weight times the loss of the same batch with every frame reading the predicted "
+           "embeddings (trains the predicted path as --desc_off_loss trains the off path; one more pass through "
+           "mT5 per step; default 0)")
 _flag("--desc_predictor_keypoints", group="fusion", action=argparse.BooleanOptionalAction, default=None,
       help="the predictor also reads the face and body keypoints' displacements (default: yes)")
 _flag("--cue_amplitude", type=float, default=0.0,
@@ -224,7 +229,8 @@ _flag("--keep_checkpoints", group="resuming", valid=at_least(0), type=int, defau
 # speed (compiled path)
 _flag("--compile", group="speed", action="store_true",
       help="torch.compile the pose encoder and the description fusion (static shapes: one graph per batch "
-           "shape, at most 8, then eager; models/compiled.py says why); the same outputs up to float rounding")
+           "shape, at most 8, then eager; models/compiled.py says why); the same outputs up to float rounding. "
+           "On CPU it pays for inference only (measured: README)")
 # seeing it (render, export-pose, serve)
 _flag("--kpt_thr", type=float, default=0.3,
       help="render: draw the keypoints whose score is at least this (and the links between two of them)")

@@ -68,6 +68,7 @@ FULL = dict(samples=800, split=(0.6, 0.1, 0.3), n_signs=8, n_pairs=4, epochs=20,
             warmup_epochs=0.5, label_smoothing=0.1, text_dropout_p=0.1, text_dropout_sample_p=0.1, desc_off_loss=1.0,
             num_beams=1, max_new_tokens=16, threads=1,
             desc_distill_weight=1.0, desc_predictor_hidden=256, desc_distill_loss="contrastive", desc_predicted_p=0.0,
+            desc_predicted_loss=0.0,
             cue_amplitude=0.04)
 QUICK = dict(FULL, samples=240, epochs=3)
 
@@ -112,7 +113,8 @@ def run_flags(data_dir, output_dir, s: dict, seed: int, fusion=None, device: str
     if fusion and predictor and s.get("desc_distill_weight"):
         flags += ["--desc_distill_weight", str(s["desc_distill_weight"]),
                   "--desc_predictor_hidden", str(s["desc_predictor_hidden"]),
-                  "--desc_distill_loss", s["desc_distill_loss"], "--desc_predicted_p", str(s["desc_predicted_p"])]
+                  "--desc_distill_loss", s["desc_distill_loss"], "--desc_predicted_p", str(s["desc_predicted_p"]),
+                  "--desc_predicted_loss", str(s["desc_predicted_loss"])]
     return flags
 
 

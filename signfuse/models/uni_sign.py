@@ -130,22 +130,32 @@ class Uni_Sign(PoseEncoder):
     # ---- training and inference ----
 
     def forward(self, batch: dict, descriptions_off: bool = False) -> dict:
-        """Label-smoothed loss. In training with ``cfg.desc_off_loss`` > 0, plus that weight times
-        the loss of the same batch with every description masked (computed first); with a
-        description predictor, plus ``cfg.desc_distill_weight`` times its loss (``distill``)."""
-        if self.training and self.cfg.use_descriptions and self.cfg.desc_off_loss > 0 and not descriptions_off:
-            off = self.translation_loss(batch, descriptions_off=True)["loss"]
-            out = self.translation_loss(batch)
-            out = {**out, "loss": out["loss"] + self.cfg.desc_off_loss * off}
-        else:
-            out = self.translation_loss(batch, descriptions_off)
+        """Label-smoothed loss. In training, plus the weighted losses of the same batch's other
+        paths, each computed before the main one: ``cfg.desc_off_loss`` x every description masked,
+        ``cfg.desc_predicted_loss`` x every frame reading the predictor's vectors (with a
+        predictor); with a description predictor, plus ``cfg.desc_distill_weight`` times its loss
+        (``distill``, of the main pass)."""
+        extra = [weight * self.translation_loss(batch, **path)["loss"] for weight, path in self.training_paths(descriptions_off)]
+        out = self.translation_loss(batch, descriptions_off)
+        for loss in extra:
+            out["loss"] = out["loss"] + loss
         if out.get("distill") is not None:
             out["loss"] = out["loss"] + self.cfg.desc_distill_weight * out["distill"]
         return out
 
-    def translation_loss(self, batch: dict, descriptions_off: bool = False) -> dict:
+    def training_paths(self, descriptions_off: bool) -> list:
+        """[(weight, translation_loss keywords)] of the extra paths a training step takes."""
+        cfg = self.cfg
+        if not (self.training and cfg.use_descriptions) or descriptions_off:
+            return []
+        paths = [(cfg.desc_off_loss, {"descriptions_off": True})] if cfg.desc_off_loss > 0 else []
+        if cfg.desc_predicted_loss > 0 and getattr(self.text_fusion, "predictor", None) is not None:
+            paths.append((cfg.desc_predicted_loss, {"predicted": True}))
+        return paths
+
+    def translation_loss(self, batch: dict, descriptions_off: bool = False, predicted: bool = False) -> dict:
         """-> {"loss", "logits" (B, L, vocab), "gate" (B, T, 1) or None}."""
-        inputs_embeds, attention_mask, gate = self.build_inputs(batch, descriptions_off)
+        inputs_embeds, attention_mask, gate = self.build_inputs(batch, descriptions_off, predicted)
         labels = self.tokenize_targets(batch["targets"]).to(inputs_embeds.device)  # (B, L)
         out = self.mt5_model(
             inputs_embeds=inputs_embeds,
