@@ -68,7 +68,7 @@ DATASET = "Synthetic"
 # predictor and its path (--desc_predicted_loss 1: the loss with every frame reading the
 # predictions; docs/predictor.md has the measurements behind both weights).
 FULL = dict(samples=800, split=(0.6, 0.1, 0.3), n_signs=8, n_pairs=4, epochs=20, batch_size=16, max_length=16, lr=2e-3,
-            warmup_epochs=0.5, label_smoothing=0.1, text_dropout_p=0.1, text_dropout_sample_p=0.1, desc_off_loss=2.0,
+            warmup_epochs=0.5, label_smoothing=0.1, text_dropout_p=0.1, text_dropout_sample_p=0.1, desc_off_loss=1.0,
             num_beams=1, max_new_tokens=16, threads=1,
             desc_distill_weight=1.0, desc_predictor_hidden=256, desc_distill_loss="contrastive", desc_predicted_p=0.0,
             desc_predicted_loss=1.0,
