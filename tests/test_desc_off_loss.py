@@ -79,7 +79,7 @@ def test_predicted_loss_adds_the_weighted_loss_of_the_predicted_path():
     plain.train(), both.train()
     on = plain(batch)  # on + 0.5 off + distill
     pred = plain.translation_loss(batch, predicted=True)["loss"].detach()
-    assert abs(float(pred) - float(plain.translation_loss(batch)["loss"])) > 1e-4  # the predictions matter
+    assert abs(float(pred) - float(plain.translation_loss(batch)["loss"].detach())) > 1e-4  # the predictions matter
     torch.testing.assert_close(both(batch)["loss"].detach(), on["loss"].detach() + 0.25 * pred, rtol=1e-6, atol=1e-6)
     assert [w for w, _ in both.training_paths(False)] == [0.5, 0.25] and both.training_paths(True) == []
     both.eval()
