@@ -21,22 +21,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (PART_POINTS, add_out_arg, machine_info, machine_line, median_ms,  # noqa: E402
-                    set_threads, write_result)
+from common import add_out_arg, machine_info, machine_line, median_ms, pose_batch, set_threads, write_result  # noqa: E402
 
 from signfuse.config import ModelConfig  # noqa: E402
 from signfuse.models.compiled import compile_model  # noqa: E402
 from signfuse.models.pose_encoder import PoseEncoder  # noqa: E402
 
 TOL = 1e-4  # relative to the largest |feature| (tests/test_compile.py)
-
-
-def parts(B: int, T: int, seed: int) -> dict:
-    """Random normalised parts (B, T, V, 3) in [-1, 1], every frame real."""
-    g = torch.Generator().manual_seed(seed)
-    batch = {name: torch.rand(B, T, V, 3, generator=g) * 2 - 1 for name, V in PART_POINTS.items()}
-    batch["attention_mask"] = torch.ones(B, T, dtype=torch.long)
-    return batch
 
 
 def train_call(model, batch):
@@ -102,7 +93,7 @@ def main(argv=None) -> dict:
     eager = PoseEncoder(ModelConfig(d_model=768))
     compiled = copy.deepcopy(eager)
     compile_model(compiled)
-    batch = parts(args.batch, args.frames, seed=0)
+    batch = pose_batch(args.batch, args.frames, seed=0)  # random normalised parts, every frame real
     figures = {}
     for mode in args.modes:
         figures[mode] = measure(mode, eager, compiled, batch, args.repeats)

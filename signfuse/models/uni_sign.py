@@ -80,7 +80,9 @@ class Uni_Sign(PoseEncoder):
         if descriptions_off or not (self.training or predicted):
             return None
         pred = predictor(pose_feats, batch)  # (B, T, text_dim)
-        if "desc_index" in batch and (self.training or predicted):
+        # the predictor's loss in the main training pass (not again in the predicted path's pass:
+        # --desc_predicted_loss), its cosine to the given vectors in a predicted evaluation
+        if "desc_index" in batch and self.training != predicted:
             target, mask = self.text_targets(vectors, batch, pose_feats)
             if self.training:
                 kind = self.cfg.desc_distill_loss
