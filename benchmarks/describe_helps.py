@@ -44,7 +44,7 @@ DEFAULT_MODELS = ("gated_generator", "gated_rules", "pose_only")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--samples", type=int, default=320, help="videos per dataset (demo: 800, --quick 240)")
+    p.add_argument("--samples", type=int, default=320, help="videos per dataset, split 0.6 / 0.1 / 0.3 (the demo before its test split grew: 800; --quick: 240)")
     p.add_argument("--epochs", type=int, default=5, help="training epochs (demo: 20, --quick 3)")
     p.add_argument("--cue_amplitude", type=float, default=0.04)
     p.add_argument("--workers", type=int, default=2, help="trainings at a time (one torch thread each)")
@@ -54,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--desc_distill_loss", default="contrastive", choices=("cosine", "mse", "contrastive"))
     p.add_argument("--desc_predicted_p", type=float, default=0.0)
     p.add_argument("--desc_predicted_loss", type=float, default=0.0)
+    p.add_argument("--desc_predicted_indicator", action="store_true",
+                   help="the gate also reads whether a frame's text is predicted (signfuse train --desc_predicted_indicator)")
     p.add_argument("--rules_clauses", default="all", choices=RULES_CLAUSES,
                    help="what the rules describer's texts say (signfuse describe --rules_clauses)")
     p.add_argument("--work_dir", default="/tmp/describe_helps")
@@ -143,9 +145,11 @@ def table(rows: dict, seeds: list) -> str:
 def main(argv=None) -> None:
     args = parse_args(argv)
     info = machine_info()
-    s = demo.settings(samples=args.samples, epochs=args.epochs, desc_distill_weight=args.desc_distill_weight,
+    s = demo.settings(samples=args.samples, split=demo.SPLIT_800, epochs=args.epochs,
+                      desc_distill_weight=args.desc_distill_weight,
                       desc_predictor_hidden=args.desc_predictor_hidden, desc_distill_loss=args.desc_distill_loss,
-                      desc_predicted_p=args.desc_predicted_p, desc_predicted_loss=args.desc_predicted_loss)
+                      desc_predicted_p=args.desc_predicted_p, desc_predicted_loss=args.desc_predicted_loss,
+                      desc_predicted_indicator=args.desc_predicted_indicator)
     work = Path(args.work_dir)
     t0 = time.time()
     jobs, commands = [], {}

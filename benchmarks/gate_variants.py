@@ -199,8 +199,9 @@ if not (data / "data").exists():
     from signfuse.demo.synthetic import make_synthetic
     s0 = demo.settings()
     make_synthetic(data, samples=a.samples, seed=a.seed, n_signs=s0["n_signs"], n_pairs=s0["n_pairs"],
-                   split=s0["split"], overwrite=True)
-s = demo.settings(samples=a.samples, epochs=a.epochs, text_dropout_sample_p=a.sample_p, desc_off_loss=0.0)
+                   split=demo.SPLIT_800, overwrite=True)
+s = demo.settings(samples=a.samples, split=demo.SPLIT_800, epochs=a.epochs, text_dropout_sample_p=a.sample_p,
+                  desc_off_loss=0.0)
 out = Path(a.out) / f"{a.name}_s{a.seed}"
 flags = demo.run_flags(data, out, s, a.seed, a.fusion != "none")
 if a.fusion != "none":

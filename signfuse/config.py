@@ -68,6 +68,7 @@ class ModelConfig:
     desc_predicted_p: float = 0.0         # training: share of samples whose fusion reads the predictions
     desc_predicted_loss: float = 0.0      # training: + this weight x the loss with every frame's text predicted
     desc_predictor_keypoints: bool = True  # the head also reads the face/body keypoints' displacements
+    desc_predicted_indicator: bool = False  # gating: the gate also reads whether a frame's text is predicted
     # RGB-pose branch (off: exactly the pose-only Uni-Sign; docs/rgb-pose.md section 8)
     rgb_support: bool = False
     rgb_gate_init: str = "zero"           # zero: Uni-Sign's (checkpoint parity); small: a gate that can learn

@@ -214,6 +214,9 @@ _flag("--desc_predicted_loss", group="fusion", resume=True, valid=at_least(0, "m
            "mT5 per step; default 0)")
 _flag("--desc_predictor_keypoints", group="fusion", action=argparse.BooleanOptionalAction, default=None,
       help="the predictor also reads the face and body keypoints' displacements (default: yes)")
+_flag("--desc_predicted_indicator", group="fusion", action=argparse.BooleanOptionalAction, default=None,
+      help="gated fusion with a predictor: the gate also reads whether a frame's text vector is predicted (one "
+           "more input; default: no, measured in docs/predictor.md)")
 _flag("--cue_amplitude", type=float, default=0.0,
       help="how far the paired signs' facial cue moves the face points, in body units (half a shoulder width): "
            "a weak cue in the keypoints themselves (0: none)")

@@ -124,18 +124,29 @@ def test_table_has_one_line_per_row_and_parses_back():
 def test_the_printed_make_synthetic_command_writes_the_demos_data(tmp_path, capsys):
     """The demo's first reproduce command (its flags) gives the very files the demo trains on."""
     from signfuse.demo.synthetic import make_synthetic
-    s = settings(samples=30)
-    make_synthetic(tmp_path / "demo", samples=30, seed=3, n_signs=s["n_signs"], n_pairs=s["n_pairs"],
+    s = settings(samples=100)
+    make_synthetic(tmp_path / "demo", samples=100, seed=3, n_signs=s["n_signs"], n_pairs=s["n_pairs"],
                    split=s["split"])
-    code = cli.main(["make-synthetic", "--out", str(tmp_path / "cli"), "--samples", "30", "--seed", "3",
+    code = cli.main(["make-synthetic", "--out", str(tmp_path / "cli"), "--samples", "100", "--seed", "3",
                      "--n_signs", str(s["n_signs"]), "--n_pairs", str(s["n_pairs"]),
                      "--split_fractions", ",".join(map(str, s["split"]))])
     summary = json.loads(capsys.readouterr().out)
-    assert code == 0 and summary["splits"] == {"train": 18, "dev": 3, "test": 9}
+    assert code == 0 and summary["splits"] == {"train": 16, "dev": 4, "test": 80}  # the demo's fractions
     files = sorted(p.relative_to(tmp_path / "demo") for p in (tmp_path / "demo").rglob("*") if p.is_file())
-    assert len(files) > 30
+    assert len(files) > 100
     for f in files:
         assert (tmp_path / "cli" / f).read_bytes() == (tmp_path / "demo" / f).read_bytes(), f
+
+
+def test_the_demo_trains_on_the_first_480_videos_and_tests_on_2400():
+    """The full demo's split: the 480 training videos of the 800-video demo (the same files: each
+    video's content depends only on its number), a dev split of 120 and a test split of 2,400;
+    --quick keeps the 800-video demo's fractions."""
+    from signfuse.demo.synthetic import _split_counts
+    full, quick = settings(), settings(quick=True)
+    assert _split_counts(full["samples"], full["split"]) == {"train": 480, "dev": 120, "test": 2400}
+    assert _split_counts(800, quick["split"]) == {"train": 480, "dev": 80, "test": 240}
+    assert _split_counts(quick["samples"], quick["split"]) == {"train": 144, "dev": 24, "test": 72}
 
 
 def test_make_synthetic_refuses_a_split_that_is_not_three_fractions(tmp_path, capsys):

@@ -230,11 +230,12 @@ class GatingFusion(nn.Module):
     (no description, or dropped) learn a gate near 0: they add almost nothing.
     """
 
-    def __init__(self, feature_dim=768, text_dim=None, hidden=512):
+    def __init__(self, feature_dim=768, text_dim=None, hidden=512, predicted_indicator: bool = False):
         super().__init__()
         text_dim = feature_dim if text_dim is None else text_dim
+        self.predicted_indicator = predicted_indicator  # the gate also reads "this frame's text is predicted"
         self.gate_mlp = nn.Sequential(
-            nn.Linear(feature_dim + text_dim + 1, hidden),
+            nn.Linear(feature_dim + text_dim + 1 + int(predicted_indicator), hidden),
             nn.GELU(),
             nn.Linear(hidden, 1),
         )
@@ -243,12 +244,16 @@ class GatingFusion(nn.Module):
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
-    def gate(self, pose_feat, text_norm, has_description):
-        """(B, T, C), normalised text (B, T, text_dim), (B, T, 1) or (B, T) -> gate (B, T, 1) in (0, 1)."""
+    def gate(self, pose_feat, text_norm, has_description, predicted=None):
+        """(B, T, C), normalised text (B, T, text_dim), (B, T, 1) or (B, T), with the indicator
+        ``predicted`` (B, T, 1) (None: no frame predicted) -> gate (B, T, 1) in (0, 1)."""
         if has_description.dim() == pose_feat.dim() - 1:
             has_description = has_description.unsqueeze(-1)  # (B, T, 1)
         pose = F.layer_norm(pose_feat, pose_feat.shape[-1:])  # (B, T, C)
-        x = torch.cat([pose, text_norm, has_description.to(pose_feat.dtype)], -1)  # (B, T, C + text_dim + 1)
+        inputs = [pose, text_norm, has_description.to(pose_feat.dtype)]
+        if self.predicted_indicator:
+            inputs.append(torch.zeros_like(inputs[-1]) if predicted is None else predicted.to(pose_feat.dtype))
+        x = torch.cat(inputs, -1)  # (B, T, C + text_dim + 1 [+ 1])
         return torch.sigmoid(self.gate_mlp(x))  # (B, T, 1)
 
     def text_update(self, pose_feat, text_norm):
@@ -257,10 +262,11 @@ class GatingFusion(nn.Module):
         direction = direction / rms(direction, DIRECTION_EPS ** 2)
         return TEXT_SCALE * rms(pose_feat).detach() * direction  # (B, T, C)
 
-    def forward(self, pose_feat, text_feat, has_description):
-        """(B, T, C), (B, T, text_dim), (B, T, 1) or (B, T) -> (fused (B, T, C), gate (B, T, 1))."""
+    def forward(self, pose_feat, text_feat, has_description, predicted=None):
+        """(B, T, C), (B, T, text_dim), (B, T, 1) or (B, T), indicator (B, T, 1) or None ->
+        (fused (B, T, C), gate (B, T, 1))."""
         text_norm = F.layer_norm(text_feat.to(pose_feat.dtype), text_feat.shape[-1:])  # (B, T, text_dim), once
-        gate = self.gate(pose_feat, text_norm, has_description)  # (B, T, 1)
+        gate = self.gate(pose_feat, text_norm, has_description, predicted)  # (B, T, 1)
         return pose_feat + gate * self.text_update(pose_feat, text_norm), gate
 
 
@@ -393,8 +399,11 @@ class DescriptionFusion(nn.Module):
         self.sample_p = cfg.text_dropout_sample_p
         self.mask_embedding = LearnableMaskEmbedding(cfg.text_dim)
         self.last_alignment = None  # (B, T) alignment kinds of the last batch, after text dropout
+        if cfg.desc_predicted_indicator and cfg.text_fusion_type != "gating":
+            raise InputError("--desc_predicted_indicator: an input of the gated fusion's gate "
+                             "(--text_fusion_type gating), not of cross-attention")
         if cfg.text_fusion_type == "gating":
-            self.fusion = GatingFusion(cfg.d_model, cfg.text_dim, cfg.fusion_hidden)
+            self.fusion = GatingFusion(cfg.d_model, cfg.text_dim, cfg.fusion_hidden, cfg.desc_predicted_indicator)
         else:
             self.fusion = CrossAttentionFusion(cfg.d_model, cfg.text_dim, cfg.cross_attn_heads)
         if cfg.desc_distill_weight > 0:  # made last: the other weights start as without it
@@ -433,9 +442,11 @@ class DescriptionFusion(nn.Module):
         if frame_indices is None:
             frame_indices = torch.arange(T, device=device).expand(B, T)
         frame_indices = frame_indices.to(device)  # (B, T)
+        is_predicted = torch.zeros(B, T, 1, dtype=torch.bool, device=device)  # (B, T, 1)
         if predicted is not None:
             index, weight, has, text_vectors = predicted_texts(index, weight, has, text_vectors, *predicted,
                                                                frame_mask=batch["attention_mask"].to(device))
+            is_predicted = predicted[1].view(B, 1, 1).expand(B, T, 1)
 
         drop = self.dropout_mask(B, T, device)  # (B, T)
         if descriptions_off or batch.get("descriptions_off", False):
@@ -447,7 +458,8 @@ class DescriptionFusion(nn.Module):
 
         if self.fusion_type == "gating":
             text = frame_text_features(text_vectors, index, weight, mask_embedding=mask)
-            return self.fusion(pose_feats, text, has)  # text: (B, T, text_dim)
+            is_predicted = is_predicted & (weight > 0).any(-1, keepdim=True)  # (B, T, 1): a predicted text, kept
+            return self.fusion(pose_feats, text, has, is_predicted)  # text: (B, T, text_dim)
         return self.fusion(pose_feats, text_vectors, index, weight, frame_indices, mask, drop)
 
 
