@@ -162,11 +162,13 @@ def test_run_flags_differ_only_by_the_fusion(tmp_path):
     gated = run_flags(tmp_path / "data", tmp_path / "run", s, 3, True)
     cross = run_flags(tmp_path / "data", tmp_path / "run", s, 3, "cross_attn")
     fusion = ["--text_dropout_p", str(s["text_dropout_p"]), "--text_dropout_sample_p", str(s["text_dropout_sample_p"]),
-              "--desc_off_loss", str(s["desc_off_loss"])]
-    assert gated == pose + ["--use_descriptions", "--text_fusion_type", "gating"] + fusion
-    assert cross == pose + ["--use_descriptions", "--text_fusion_type", "cross_attn"] + fusion
+              "--desc_off_loss"]
+    assert gated == pose + ["--use_descriptions", "--text_fusion_type", "gating"] + fusion + ["1.0"]
+    assert cross == pose + ["--use_descriptions", "--text_fusion_type", "cross_attn"] + fusion + ["2.0"]  # its own
     assert run_flags(tmp_path / "data", tmp_path / "run", s, 3, False) == pose
     assert "--desc_off_loss" not in run_flags(tmp_path / "data", tmp_path / "run", settings(desc_off_loss=0.0), 3, True)
+    no_off = settings(cross_attn_desc_off_loss=0.0)
+    assert "--desc_off_loss" not in run_flags(tmp_path / "data", tmp_path / "run", no_off, 3, "cross_attn")
 
 
 def test_results_record_where_the_figures_come_from():
