@@ -25,7 +25,7 @@ def register(sub) -> None:
                         description="Generate the synthetic benchmark, fine-tune the pose-only, the gated and the "
                                     "cross-attention model from the same initial weights on CPU, evaluate them "
                                     "(the fusions also with their descriptions off), print the comparison and save "
-                                    "the gate plots (measured: 7.5-8 minutes while another training shared the 2 cores; --quick: 30 s).")
+                                    "the gate plots (measured on 2 free cores: about 5.5 minutes with start-up; --quick: 30 s).")
     sp.add_argument("--out", default="signfuse_demo", help="output folder (data, runs, table, plots)")
     sp.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (CI)")
     add_flags(sp, "seed", "device", default={"seed": 0, "device": "cpu"})
