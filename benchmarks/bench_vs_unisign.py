@@ -28,6 +28,10 @@ Sections (each compares the outputs before its figures count):
    legacy NumPy seed; indices and crops must be identical, skeletons equal to float32 rounding.
 6. peak memory of a training step (forward + backward) at mT5-base size, each model alone in a
    fresh child process: peak RSS (VmHWM) minus the RSS once the model is built.
+7. profile (``--only profile``, not in the default run): the training step of section 3 under
+   ``torch.profiler``, the two sides alternating, ``--profile_steps`` steps each after one
+   unprofiled step: self CPU time per operator per step and the calls, the operators where the
+   two differ most; where the time goes, not a timing (the profiler adds its own cost per call).
 
 Timing: CPU time of this process (``time.process_time``), 1 thread, the two sides' calls
 interleaved repeat by repeat (order alternating), medians. Ratios are Uni-Sign's time / signfuse's
@@ -319,6 +323,44 @@ def measure_train(us, pairs: list, tokenizer, layers: int, vocab: int, repeats: 
             "step": "forward, backward, clip 1.0, AdamW (lr 1e-4), float32", "unit": "ms per step"}
 
 
+# ----------------------------------------------------------------------------- 7. profile
+
+def profiled_ops(fn) -> dict:
+    """{operator: (self CPU ms, calls)} of one call of ``fn`` under torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.key: (e.self_cpu_time_total / 1000, e.count) for e in prof.key_averages()}
+
+
+def measure_profile(us, pairs: list, tokenizer, layers: int, vocab: int, steps: int, top: int = 12) -> dict:
+    config, _ = mt5_base_config(layers=layers, vocab=vocab)
+    ours, theirs = model_pair(us, mt5_from_config_dict(config, seed=0), tokenizer)
+    ours.train(), theirs.train()
+    sides = {"signfuse": (ours, torch.optim.AdamW(ours.parameters(), lr=1e-4)),
+             "unisign": (theirs, torch.optim.AdamW(theirs.parameters(), lr=1e-4))}
+    totals = {name: {} for name in sides}
+    for step in range(steps + 1):  # step 0: not profiled (first-call allocations)
+        batch, unisign_args = pairs[step % len(pairs)]
+        for name in (list(sides) if step % 2 == 0 else list(sides)[::-1]):
+            model, opt = sides[name]
+            args_ = (batch,) if name == "signfuse" else unisign_args
+            ops = profiled_ops(lambda: train_step(model, opt, args_, seed=step))  # noqa: B023 - called at once
+            for op, (ms, calls) in (ops.items() if step else ()):
+                before = totals[name].get(op, (0.0, 0))
+                totals[name][op] = (before[0] + ms / steps, before[1] + calls / steps)
+    ops = set(totals["signfuse"]) | set(totals["unisign"])
+
+    def row(op):
+        (s_ms, s_n), (u_ms, u_n) = (totals[n].get(op, (0.0, 0)) for n in ("signfuse", "unisign"))
+        return {"signfuse_ms": round(s_ms, 1), "unisign_ms": round(u_ms, 1), "signfuse_calls": s_n, "unisign_calls": u_n}
+    biggest = sorted(ops, key=lambda op: -max(totals["signfuse"].get(op, (0,))[0], totals["unisign"].get(op, (0,))[0]))
+    differing = sorted(ops, key=lambda op: -abs(row(op)["signfuse_ms"] - row(op)["unisign_ms"]))
+    return {"self_cpu_ms_per_step": {n: round(sum(ms for ms, _ in totals[n].values()), 1) for n in sides},
+            "largest": {op: row(op) for op in biggest[:top]}, "most_different": {op: row(op) for op in differing[:top]},
+            "steps": steps, "unit": "self CPU ms per step (torch.profiler)"}
+
+
 # ----------------------------------------------------------------------------- 4. evaluation
 
 def measure_eval(us, pairs: list, tokenizer, new_tokens: int, repeats: int, layers=None, vocab=None) -> dict:
@@ -443,7 +485,8 @@ def measure_memory(args) -> dict:
 
 # ----------------------------------------------------------------------------- main
 
-SECTIONS = ("data", "encoder", "train", "eval", "rgb", "memory")
+SECTIONS = ("data", "encoder", "train", "eval", "rgb", "memory", "profile")
+DEFAULT_SECTIONS = SECTIONS[:-1]  # the profile only when asked
 
 
 def parse_args(argv=None):
@@ -458,7 +501,8 @@ def parse_args(argv=None):
     p.add_argument("--data_repeats", type=int, default=5)
     p.add_argument("--eval_repeats", type=int, default=3)
     p.add_argument("--new_tokens", type=int, default=30, help="max_new_tokens of the evaluation's generate")
-    p.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS))
+    p.add_argument("--only", nargs="*", choices=SECTIONS, default=list(DEFAULT_SECTIONS))
+    p.add_argument("--profile_steps", type=int, default=2, help="profiled training steps a side (--only profile)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="small: 20 files, 2 videos, 3 repeats, eval with 2 layers")
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs/results/bench_vs_unisign.json"))
@@ -504,6 +548,9 @@ def main(argv=None):
         if "train" in args.only:
             section("pose-only training step", measure_train, us, pairs, tokenizer, args.layers, args.vocab,
                     args.repeats)
+        if "profile" in args.only:
+            section("training step profile", measure_profile, us, pairs, tokenizer, args.layers, args.vocab,
+                    args.profile_steps)
         if "eval" in args.only:
             layers, vocab = (2, 32128) if args.quick else (None, None)
             section("evaluation batch", measure_eval, us, pairs, tokenizer, args.new_tokens, args.eval_repeats,

@@ -108,7 +108,8 @@ def test_predicted_frames_read_the_predictions():
     seen = {}
     fusion = model.text_fusion.fusion
     original = fusion.forward
-    fusion.forward = lambda pose, text, has: seen.update(text=text, has=has) or original(pose, text, has)
+    fusion.forward = lambda pose, text, has, marked: seen.update(text=text, has=has, marked=marked) or original(
+        pose, text, has, marked)
     batch = pinned_batch()  # no description keys at all
     with torch.no_grad():
         pose = model.encode_pose(batch)
@@ -117,6 +118,7 @@ def test_predicted_frames_read_the_predictions():
     real = batch["attention_mask"].bool()
     assert torch.equal(seen["text"][real], pred[real])  # each real frame reads its own prediction
     assert seen["has"].sum() == 0  # as a frame with an interpolated text, not a described one
+    assert torch.equal(seen["marked"][..., 0], real)  # the "predicted" indicator: every real frame (read if on)
 
 
 # ----------------------------------------------------------------------------- checkpoints, eval, predict

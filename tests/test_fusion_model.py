@@ -294,7 +294,7 @@ def test_text_dropout_through_uni_sign(kind, test_batch):
         with torch.no_grad():
             model(test_batch)
         if kind == "gating":
-            _, text, has = seen["args"]
+            _, text, has, _ = seen["args"]
             dropped = has_text & (text == mask).all(-1)
             return has[..., 0].clone(), dropped, model.last_gate.clone()
         drop = seen["args"][-1]

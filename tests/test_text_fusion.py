@@ -282,7 +282,7 @@ def test_text_dropout_only_in_training_gating():
     fusion.train()
     torch.manual_seed(1)
     fusion(pose, batch, vectors)
-    _, text, has = seen["args"]
+    _, text, has, _ = seen["args"]
     dropped = has[..., 0] == 0
     assert 0.15 < dropped.float().mean().item() < 0.45
     assert torch.equal(text[dropped], mask.expand(int(dropped.sum()), TEXT_DIM))
@@ -293,13 +293,13 @@ def test_text_dropout_only_in_training_gating():
 
     fusion.eval()
     fusion(pose, batch, vectors)
-    _, text, has = seen["args"]
+    _, text, has, _ = seen["args"]
     assert torch.equal(has, batch["has_description"]) and torch.equal(text, clean)
 
     # descriptions off (eval_descriptions off): every frame masked, in eval mode
     for kwargs, b in (({"descriptions_off": True}, batch), ({}, {**batch, "descriptions_off": True})):
         fusion(pose, b, vectors, **kwargs)
-        _, text, has = seen["args"]
+        _, text, has, _ = seen["args"]
         assert (has == 0).all() and torch.equal(text, mask.expand(B, T, TEXT_DIM))
 
 
