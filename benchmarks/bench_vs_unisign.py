@@ -34,7 +34,8 @@ Sections (each compares the outputs before its figures count):
    two differ most; where the time goes, not a timing (the profiler adds its own cost per call).
 
 Timing: CPU time of this process (``time.process_time``), 1 thread, the two sides' calls
-interleaved repeat by repeat (order alternating), medians. Ratios are Uni-Sign's time / signfuse's
+interleaved repeat by repeat (order alternating), medians; beside it the
+medians of user and system CPU time (``getrusage``) and of minor page faults. Ratios are Uni-Sign's time / signfuse's
 (above 1: signfuse is faster). Writes docs/results/bench_vs_unisign.json (``--out``).
 """
 import os
@@ -212,6 +213,7 @@ def batches(us, pose_dir: Path, names: list, B: int, seed: int) -> list:
 # ----------------------------------------------------------------------------- timing
 
 FAULTS = {}  # name -> minor page faults of each timed call (the last ``interleaved``)
+USER_SYS = {}  # name -> (user, system) CPU seconds of each timed call (the last ``interleaved``)
 
 
 def interleaved(calls: dict, repeats: int, warmup: int = 1) -> dict:
@@ -219,15 +221,16 @@ def interleaved(calls: dict, repeats: int, warmup: int = 1) -> dict:
     (minor page faults per call in FAULTS)."""
     names = list(calls)
     times = {n: [] for n in names}
-    FAULTS.clear()
+    FAULTS.clear(), USER_SYS.clear()
     for r in range(warmup + repeats):
         for name in (names if r % 2 == 0 else names[::-1]):
-            f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
+            u0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time()
             calls[name]()
-            t1, f1 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            t1, u1 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
             if r >= warmup:
                 times[name].append(t1 - t0)
-                FAULTS.setdefault(name, []).append(f1 - f0)
+                FAULTS.setdefault(name, []).append(u1.ru_minflt - u0.ru_minflt)
+                USER_SYS.setdefault(name, []).append((u1.ru_utime - u0.ru_utime, u1.ru_stime - u0.ru_stime))
     return times
 
 
@@ -240,7 +243,9 @@ def summary(times: dict, per: int = 1) -> dict:
             "ratio_unisign_over_signfuse": round(med["unisign"] / med["signfuse"], 3),
             "ratio_median_of_repeats": round(statistics.median(paired), 3),
             "repeats_ms": {n: [round(1000 * x / per, 2) for x in t] for n, t in times.items()},
-            "minor_page_faults_median": {n: int(statistics.median(f)) for n, f in FAULTS.items()}}
+            "minor_page_faults_median": {n: int(statistics.median(f)) for n, f in FAULTS.items()},
+            "user_ms_median": {n: round(1000 * statistics.median(u for u, _ in v) / per, 2) for n, v in USER_SYS.items()},
+            "system_ms_median": {n: round(1000 * statistics.median(s for _, s in v) / per, 2) for n, v in USER_SYS.items()}}
 
 
 # ----------------------------------------------------------------------------- 1. data pipeline
