@@ -34,9 +34,9 @@ Sections (each compares the outputs before its figures count):
    two differ most; where the time goes, not a timing (the profiler adds its own cost per call).
 
 Timing: CPU time of this process (``time.process_time``), 1 thread, the two sides' calls
-interleaved repeat by repeat (order alternating), medians; beside it the
-medians of user and system CPU time (``getrusage``) and of minor page faults. Ratios are Uni-Sign's time / signfuse's
-(above 1: signfuse is faster). Writes docs/results/bench_vs_unisign.json (``--out``).
+interleaved repeat by repeat (order alternating), medians; beside them the medians of user and
+system CPU time (``getrusage``) and of minor page faults. Ratios are Uni-Sign's time /
+signfuse's (above 1: signfuse is faster). Writes docs/results/bench_vs_unisign.json (``--out``).
 """
 import os
 
