@@ -359,7 +359,7 @@ def measure_profile(us, pairs: list, tokenizer, layers: int, vocab: int, steps: 
     def row(op):
         (s_ms, s_n), (u_ms, u_n) = (totals[n].get(op, (0.0, 0)) for n in ("signfuse", "unisign"))
         return {"signfuse_ms": round(s_ms, 1), "unisign_ms": round(u_ms, 1), "signfuse_calls": s_n, "unisign_calls": u_n}
-    biggest = sorted(ops, key=lambda op: -max(totals["signfuse"].get(op, (0,))[0], totals["unisign"].get(op, (0,))[0]))
+    biggest = sorted(ops, key=lambda op: -max(row(op)["signfuse_ms"], row(op)["unisign_ms"]))
     differing = sorted(ops, key=lambda op: -abs(row(op)["signfuse_ms"] - row(op)["unisign_ms"]))
     return {"self_cpu_ms_per_step": {n: round(sum(ms for ms, _ in totals[n].values()), 1) for n in sides},
             "largest": {op: row(op) for op in biggest[:top]}, "most_different": {op: row(op) for op in differing[:top]},

@@ -27,10 +27,6 @@ from signfuse.demo import run as demo
 from signfuse.demo.synthetic import make_synthetic
 from signfuse.metrics import bleu_scores, read_results
 
-# (row of the demo's table, run folder, file tag) of every row
-ROWS = (("pose-only", "pose_only", ""), ("gated (descriptions)", "gated", ""),
-        ("gated (descriptions predicted)", "gated", "_predicted"), ("gated (descriptions off)", "gated", "_nodesc"),
-        ("cross-attention (descriptions)", "cross_attn", ""), ("cross-attention (descriptions off)", "cross_attn", "_nodesc"))
 LIMIT = -2.0  # issue 19: "at most 2.0 BLEU-4 below pose-only"
 
 
@@ -86,7 +82,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     info, t0, s = machine_info(), time.time(), demo.settings()
     demo_dir = Path(args.demo_dir)
-    rows = {row: predictions(demo_dir / key / "eval", tag) for row, key, tag in ROWS}
+    rows = {row: predictions(demo_dir / key / "eval", tag) for row, (key, tag) in demo.row_sources().items()}
     inits = train_inits(args, s) if args.init_seeds else {}
     rows.update({f"pose-only, --seed {init}": predictions(folder, "") for init, folder in inits.items()})
     names = rows["pose-only"][0]

@@ -226,20 +226,29 @@ def _jobs(out: Path, data: Path, s: dict, seed: int, device: str) -> tuple[list,
     return jobs, commands
 
 
-def _table_rows(out: Path, done: dict, pairs) -> dict:
-    """{row of ROWS: {column: value}} from the runs' test results and prediction files."""
-    rows = {}
+def row_sources() -> dict:
+    """{row of ROWS: (run key, tag)}: a row's test results are the evaluation's ``"test" + tag``,
+    its predictions ``<out>/<key>/eval/test<tag>_tmp_pres.txt`` (and ``_refs``)."""
+    paths = {"": " (descriptions)", "_predicted": " (descriptions predicted)", "_nodesc": " (descriptions off)"}
+    sources = {}
     for key, fusion, title in MODELS:
-        tags = [("", f"{title} (descriptions)"), ("_nodesc", f"{title} (descriptions off)")] if fusion else [("", title)]
-        if "test_predicted" in done[key]["results"]:
-            tags.insert(1, ("_predicted", f"{title} (descriptions predicted)"))
-        ev = out / key / "eval"
-        for tag, row in tags:
-            r = done[key]["results"]["test" + tag]
-            rows[row] = {"BLEU-4": r["bleu4"], "ROUGE-L": r["rouge"],
-                         "paired words %": paired_word_accuracy(ev / f"test{tag}_tmp_pres.txt",
-                                                                ev / f"test{tag}_tmp_refs.txt", pairs),
-                         "train time (s)": done[key]["train_s"], "parameters": done[key]["parameters"]}
+        for tag, suffix in (paths.items() if fusion else [("", "")]):
+            sources[title + suffix] = (key, tag)
+    return {row: sources[row] for row in ROWS}
+
+
+def _table_rows(out: Path, done: dict, pairs) -> dict:
+    """{row of ROWS: {column: value}} from the runs' test results and prediction files (the
+    predicted row only where the evaluation has one)."""
+    rows = {}
+    for row, (key, tag) in row_sources().items():
+        if tag == "_predicted" and "test_predicted" not in done[key]["results"]:
+            continue
+        r, ev = done[key]["results"]["test" + tag], out / key / "eval"
+        rows[row] = {"BLEU-4": r["bleu4"], "ROUGE-L": r["rouge"],
+                     "paired words %": paired_word_accuracy(ev / f"test{tag}_tmp_pres.txt",
+                                                            ev / f"test{tag}_tmp_refs.txt", pairs),
+                     "train time (s)": done[key]["train_s"], "parameters": done[key]["parameters"]}
     return rows
 
 
