@@ -346,7 +346,7 @@ def test_deepspeed_launcher_on_cpu_trains_like_torchrun(ddp_run, data, tmp_path)
 @pytest.mark.slow
 def test_deepspeed_engine_in_one_process_trains_like_torch(data, tmp_path):
     """``python fine_tuning.py --engine deepspeed`` (no launcher): DeepSpeed in a process group of
-    one trains as ``--engine torch`` does, and the group is freed at the end.
+    one trains as ``--engine torch`` does, and the group is freed at the end, its file store's temporary folder with it.
 
     Compared by the training loss, not the weights: the two engines' backward passes differ in
     the last bits, and the convolution biases in front of a BatchNorm (whose true gradient is 0)
@@ -356,11 +356,14 @@ def test_deepspeed_engine_in_one_process_trains_like_torch(data, tmp_path):
     3.2e-6 relative: asserted to 1e-4, which a 10 % lower lr (1.9e-3 relative) exceeds 19x."""
     logs = {}
     for engine_name in ("torch", "deepspeed"):
-        out = tmp_path / engine_name
+        out, tmp = tmp_path / engine_name, tmp_path / f"{engine_name}-tmpdir"
+        tmp.mkdir()
         r = subprocess.run([sys.executable, str(REPO / "fine_tuning.py"), *flags(data, out, "--epochs", "1"),
-                            "--engine", engine_name], env=ENV, cwd=REPO, capture_output=True, text=True, timeout=400)
+                            "--engine", engine_name], env={**ENV, "TMPDIR": str(tmp)}, cwd=REPO,
+                           capture_output=True, text=True, timeout=400)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
         assert D.GROUP_HELD_WARNING not in r.stderr
+        assert not list(tmp.glob("signfuse_pg_*")), "the group's file store folder was left behind"
         logs[engine_name] = [json.loads(line) for line in (out / "log.txt").read_text().splitlines()]
     (ours,), (theirs,) = logs["torch"], logs["deepspeed"]
     assert theirs["step"] == ours["step"] == 2 and theirs["train_samples"] == ours["train_samples"] == 10

@@ -8,6 +8,7 @@ gloo on CPU.
 import gc
 import hashlib
 import os
+import shutil
 import sys
 import tempfile
 import weakref
@@ -78,11 +79,16 @@ def init_distributed(device_name: str | None = None, local_rank: int | None = No
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=device)
 
 
+_single_store_folder: str | None = None  # the file store's folder of a group of one
+
+
 def init_single_process_group(info: DistInfo) -> None:
     """A process group of one (DeepSpeed wants one even for a single process started without
     a launcher): a file store in a temporary folder, no network port."""
     os.environ.setdefault("LOCAL_RANK", str(info.local_rank))  # deepspeed.initialize requires it
-    store = os.path.join(tempfile.mkdtemp(prefix="signfuse_pg_"), "store")
+    global _single_store_folder
+    _single_store_folder = tempfile.mkdtemp(prefix="signfuse_pg_")  # removed by cleanup()
+    store = os.path.join(_single_store_folder, "store")
     backend = "nccl" if info.device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, init_method=f"file://{store}", rank=0, world_size=1)
 
@@ -116,7 +122,15 @@ def cleanup() -> bool:
     else:
         dist.destroy_process_group()
     gc.collect()
+    _remove_single_store_folder()
     return group() is None
+
+
+def _remove_single_store_folder() -> None:
+    global _single_store_folder
+    if _single_store_folder is not None:
+        shutil.rmtree(_single_store_folder, ignore_errors=True)
+        _single_store_folder = None
 
 
 def barrier(info: DistInfo) -> None:
