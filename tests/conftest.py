@@ -94,11 +94,14 @@ def launch(tool: str, nproc: int, script, argv: list, timeout=600) -> subprocess
     every process succeeded and freed its process group (a group that outlives the run keeps its
     gloo threads into interpreter exit, where they can abort a finished process)."""
     count = "--nproc_per_node" if tool == "torchrun" else "--num_gpus"
-    cmd = [str(launcher(tool)), count, str(nproc), "--master_port", str(free_port()), str(script),
+    port = free_port()
+    cmd = [str(launcher(tool)), count, str(nproc), "--master_port", str(port), str(script),
            *[str(a) for a in argv]]
     r = subprocess.run(cmd, env=SUBPROCESS_ENV, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert GROUP_HELD_WARNING not in r.stderr, r.stderr[-3000:]
+    left = sorted(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"))
+    assert not left, f"DeepSpeed's shared-memory buffers left in RAM: {left}"
     return r
 
 

@@ -5,6 +5,7 @@ torchrun and deepspeed both set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MA
 in the environment (deepspeed also passes --local_rank on the command line). NCCL on GPU,
 gloo on CPU.
 """
+import contextlib
 import gc
 import hashlib
 import os
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -118,12 +120,30 @@ def cleanup() -> bool:
     gc.collect()  # DDP reducers and engines in reference cycles hold the group
     deepspeed_comm = sys.modules.get("deepspeed.comm")
     if deepspeed_comm is not None and deepspeed_comm.is_initialized():
+        _unlink_deepspeed_shm_buffer(dist.get_rank())
         deepspeed_comm.destroy_process_group()  # also drops DeepSpeed's own references to its groups
     else:
         dist.destroy_process_group()
     gc.collect()
     _remove_single_store_folder()
     return group() is None
+
+
+def deepspeed_shm_buffer(rank: int) -> Path:
+    """Where DeepSpeed's CPU communication keeps this rank's shared-memory all-reduce buffer
+    (69 MB) when every rank runs on this machine: named by user id, MASTER_ADDR, MASTER_PORT and
+    rank. DeepSpeed (0.19) creates it and never unlinks it, so each CPU run would leave its
+    buffers in /dev/shm (RAM) until the machine restarts."""
+    return Path("/dev/shm") / "_".join(["deepspeed_allreduce_buffer", str(os.getuid()),
+                                        os.environ.get("MASTER_ADDR", ""), os.environ.get("MASTER_PORT", ""),
+                                        str(rank)])
+
+
+def _unlink_deepspeed_shm_buffer(rank: int) -> None:
+    """Unlink this rank's buffer once the run is over. Safe while peers still use it: every rank
+    mapped every buffer when the group started, and a mapping outlives its name."""
+    with contextlib.suppress(OSError):  # none (GPU run, one process, other launcher) or gone
+        os.unlink(deepspeed_shm_buffer(rank))
 
 
 def _remove_single_store_folder() -> None:
