@@ -36,7 +36,9 @@ Sections (each compares the outputs before its figures count):
 Timing: CPU time of this process (``time.process_time``), 1 thread, the two sides' calls
 interleaved repeat by repeat (order alternating), medians; beside them the medians of user and
 system CPU time (``getrusage``) and of minor page faults. Ratios are Uni-Sign's time /
-signfuse's (above 1: signfuse is faster). Writes docs/results/bench_vs_unisign.json (``--out``).
+signfuse's (above 1: signfuse is faster); beside the median of the repeats' ratios a
+distribution-free 95 % interval for it (order statistics; ``benchmarks/pool_ratios.py`` pools the
+repeats of several runs). Writes docs/results/bench_vs_unisign.json (``--out``).
 """
 import os
 
@@ -62,8 +64,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from common import (MT5_BASE_JSON, machine_info, machine_line, mt5_base_config, mt5_from_config_dict,  # noqa: E402
-                    peak_rss_bytes, rss_bytes, write_result)
+from common import (MT5_BASE_JSON, machine_info, machine_line, median_interval, mt5_base_config,  # noqa: E402
+                    mt5_from_config_dict, peak_rss_bytes, rss_bytes, write_result)
 from signfuse.config import TINY_MT5_DIR, ModelConfig  # noqa: E402
 from signfuse.data.dataset import collate_fn, make_item  # noqa: E402
 from signfuse.demo.lexicon import WORDS  # noqa: E402
@@ -239,9 +241,11 @@ def summary(times: dict, per: int = 1) -> dict:
     repeat's ratio (its two calls ran back to back on the same input), every repeat, page faults."""
     med = {n: 1000 * statistics.median(t) / per for n, t in times.items()}
     paired = [u / s for s, u in zip(times["signfuse"], times["unisign"], strict=True)]  # the same repeat's two calls
+    ci = median_interval(paired)  # distribution-free, for the median of the repeats' ratios
     return {"signfuse_ms": round(med["signfuse"], 2), "unisign_ms": round(med["unisign"], 2),
             "ratio_unisign_over_signfuse": round(med["unisign"] / med["signfuse"], 3),
             "ratio_median_of_repeats": round(statistics.median(paired), 3),
+            "ratio_median_of_repeats_interval_95": [None if x is None else round(x, 3) for x in (ci["low"], ci["high"])],
             "repeats_ms": {n: [round(1000 * x / per, 2) for x in t] for n, t in times.items()},
             "minor_page_faults_median": {n: int(statistics.median(f)) for n, f in FAULTS.items()},
             "user_ms_median": {n: round(1000 * statistics.median(u for u, _ in v) / per, 2) for n, v in USER_SYS.items()},
@@ -569,7 +573,8 @@ def main(argv=None):
         if "ratio_unisign_over_signfuse" in f:
             print(f"{what:<36} signfuse {f['signfuse_ms']:>10.1f} {f['unit']:<14} Uni-Sign {f['unisign_ms']:>10.1f}"
                   f"   Uni-Sign / signfuse {f['ratio_unisign_over_signfuse']:.3f}x"
-                  f" (median of the repeats' ratios {f['ratio_median_of_repeats']:.3f}x)")
+                  f" (median of the repeats' ratios {f['ratio_median_of_repeats']:.3f}x,"
+                  f" 95% interval {f['ratio_median_of_repeats_interval_95']})")
     print(f"written: {args.out}")
 
 
